@@ -1,0 +1,43 @@
+# genkit developer commands; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install genkit with its dev tools (quick when done already)
+
+train: install ## train the default job (the GAN on MNIST); extra overrides: make train ARGS="trainer.max_epochs=1"
+	$(BIN)/genkit train $(ARGS)
+
+test: install ## run the whole test suite (needs no GPU; GPU tests skip themselves)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## only the fast tier (no real data sets, no multi-process runs)
+	$(BIN)/pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check genkit tests scripts
+	$(BIN)/ruff format --check genkit tests scripts
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix genkit tests scripts
+	$(BIN)/ruff format genkit tests scripts
+
+clean: ## remove caches and local run outputs (not the virtualenv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Lightning callbacks genkit adds to every run: checkpoints, sample grids, progress lines."""

@@ -1,0 +1,78 @@
+"""Progress reporting: a rich bar on a terminal, plain log lines elsewhere.
+
+When stdout is not a terminal (CI, SLURM logs, pipes) a live bar only shows its last frame, so
+genkit then logs one line every N steps and one at the end of each validation instead.
+"""
+
+import logging
+import sys
+import time
+
+import lightning as L
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+log = logging.getLogger("genkit")
+
+
+def _format(metrics: dict) -> str:
+    return "  ".join(
+        f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1
+    )
+
+
+class LineProgressBar(ProgressBar):
+    """One log line every `every_n_steps` training steps and after every validation."""
+
+    def __init__(self, every_n_steps: int = 50):
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self._enabled = True
+        self._t0 = self._last_step_time = 0.0
+        self._last_step = 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = self._last_step_time = time.perf_counter()
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if (
+            not (self._enabled and trainer.is_global_zero)
+            or step % self.every_n_steps
+            or step == self._last_step
+        ):
+            return
+        now = time.perf_counter()
+        rate = (step - self._last_step) / max(now - self._last_step_time, 1e-9)
+        self._last_step, self._last_step_time = step, now
+        total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        train = {k: v for k, v in trainer.progress_bar_metrics.items() if k.startswith("train/")}
+        log.info(
+            "epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train)
+        )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._enabled and trainer.is_global_zero and not trainer.sanity_checking:
+            val = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            log.info(
+                "epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val)
+            )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            log.info(
+                "training stopped at step %d after %.1f s",
+                trainer.global_step,
+                time.perf_counter() - self._t0,
+            )
+
+
+def progress_bar(every_n_steps: int = 50) -> ProgressBar:
+    """A rich bar when stdout is a terminal, else a LineProgressBar."""
+    return RichProgressBar() if sys.stdout.isatty() else LineProgressBar(every_n_steps)

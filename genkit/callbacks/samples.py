@@ -1,0 +1,60 @@
+"""Writes what the model generates from fixed noise at every validation and at the end of training.
+
+Images become an 8x8 PNG grid in <run_dir>/samples/; token ids (text models) are decoded by the
+data module and written as a .txt file beside them.
+"""
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torchvision.utils import save_image
+
+
+def save_grid(images: torch.Tensor, path: str | Path) -> Path:
+    """Images (N, C, H, W) in [-1, 1] as a square-ish grid PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = math.ceil(math.sqrt(len(images)))
+    save_image(images.float().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    return path
+
+
+def write_text(samples: list[str], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(f"--- sample {i} ---\n{s}" for i, s in enumerate(samples)) + "\n")
+    return path
+
+
+class SampleWriter(L.Callback):
+    def __init__(self, dirpath: str, n: int = 64, seed: int = 0, sample_kwargs: dict | None = None):
+        self.dirpath = Path(dirpath)
+        self.n, self.seed = n, seed
+        self.sample_kwargs = dict(sample_kwargs or {})
+        self.last_step: int | None = None
+
+    @rank_zero_only
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
+        if trainer.sanity_checking or self.last_step == trainer.global_step:
+            return None
+        self.last_step = trainer.global_step
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+            out = pl_module.sample(self.n, generator=generator, **self.sample_kwargs)
+        finally:
+            pl_module.train(was_training)
+        stem = self.dirpath / f"step_{trainer.global_step:07d}"
+        if out.is_floating_point():
+            return save_grid(out, stem.with_suffix(".png"))
+        return write_text(trainer.datamodule.decode_batch(out), stem.with_suffix(".txt"))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(trainer, pl_module)

@@ -1,0 +1,126 @@
+"""The `genkit` command: `genkit <command> [Hydra overrides]`.
+
+Each command is a Hydra app over configs/<command>.yaml, so every command takes overrides,
+`-m` sweeps, `--cfg job` and `--help`. Errors caused by user input are printed as one
+paragraph and exit with status 2.
+"""
+
+import importlib
+import sys
+from collections.abc import Callable
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, read_write
+from rich.console import Console
+
+from genkit.config import CONFIG_DIR
+from genkit.errors import GenkitError
+
+# command -> (function taking the composed config, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("genkit.train:train_job", "train a model (default: the GAN on MNIST)"),
+    "sample": ("genkit.sample:sample", "generate from a trained checkpoint"),
+}
+
+USAGE = """usage: genkit <command> [key=value ...] [-m] [--cfg job] [--help]
+
+commands:
+{commands}
+
+Every command composes its config from groups (model=gan data=mnist ...) and takes Hydra
+overrides; `genkit <command> --help` lists the groups and their options.
+
+examples:
+  genkit train model=gan data=mnist
+  genkit train experiment=gan_mnist trainer.max_epochs=10
+  genkit sample ckpt=outputs/gan_mnist/<time>/checkpoints/last.ckpt n=64 out=grid.png
+  genkit train -m model.optimizer_g.lr=1e-4,2e-4
+"""
+
+# the command line as typed; Hydra is handed argv without the command name
+_ARGV: list[str] = []
+
+
+def pin_relaunch_argv(command: str) -> None:
+    """Make processes that Lightning relaunches (DDP) re-enter exactly this job.
+
+    Lightning restarts `sys.argv` plus `hydra.run.dir=<HydraConfig run.dir>` in each extra
+    rank. Inside a sweep (`-m`) that would rerun the whole sweep in every rank, in a fresh
+    run directory; so argv becomes this job's own overrides and run.dir this job's directory.
+    """
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [_ARGV[0], command, *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+def check_group_choices(command: str, overrides: list[str]) -> None:
+    """Reject `group=option` for an option that does not exist, listing the ones that do.
+
+    Hydra would report this too, but in a dozen lines of search paths; a user who typed
+    `model=nope` needs the list of models.
+    """
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        group_dir = CONFIG_DIR / key
+        if not sep or "." in key or key == "hydra" or not group_dir.is_dir() or value in ("", "null"):
+            continue
+        if any(c in value for c in "()[]{}*"):  # sweep functions such as choice(...) or glob(...)
+            continue
+        available = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        unknown = [v for v in value.split(",") if v not in available]
+        if unknown:
+            fail(
+                f"unknown {key} {unknown[0]!r} in `{override}`. Available {key} options: "
+                f"{', '.join(available)}. See `genkit {command} --help`."
+            )
+
+
+def fail(message: str) -> None:
+    Console(stderr=True, soft_wrap=False).print(f"[bold red]genkit:[/] {message}", highlight=False)
+    sys.exit(2)
+
+
+def _task(command: str, fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    def task(cfg: DictConfig):
+        pin_relaunch_argv(command)
+        try:
+            return fn(cfg)
+        except GenkitError as err:
+            fail(str(err))
+
+    return task
+
+
+def main() -> None:
+    from genkit import config  # noqa: F401  (registers the config resolvers)
+    from genkit.quiet import quiet_libraries
+
+    quiet_libraries()
+
+    args = sys.argv[1:]
+    listing = "\n".join(f"  {name:<8} {desc}" for name, (_, desc) in COMMANDS.items())
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE.format(commands=listing))
+        return
+    if args[0] == "--version":
+        from genkit import __version__
+
+        print(f"genkit {__version__}")
+        return
+    command = args[0]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}. Commands: {', '.join(COMMANDS)}. See `genkit --help`.")
+    module, _, name = COMMANDS[command][0].partition(":")
+    fn = getattr(importlib.import_module(module), name)
+
+    check_group_choices(command, args[1:])
+    _ARGV[:] = sys.argv
+    sys.argv = [sys.argv[0], *args[1:]]
+    app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task(command, fn))
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data modules: MNIST-format image sets and token streams, with their download and caching."""

@@ -1,0 +1,1 @@
+"""One LightningModule per model family; the networks they wrap live in genkit.models.nets."""

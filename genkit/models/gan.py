@@ -1,0 +1,99 @@
+"""Generative adversarial network (Goodfellow et al. 2014), trained with manual optimisation."""
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("non_saturating", "hinge")
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        # Lim & Ye 2017: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    # Goodfellow et al. 2014, eq. 1: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), on logits
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return -fake.mean()
+    # the non-saturating loss of Goodfellow et al. 2014, sec. 3: maximise log D(G(z))
+    return F.softplus(-fake).mean()
+
+
+def _no_closure() -> None:
+    return None
+
+
+class GAN(L.LightningModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: Callable,
+        optimizer_d: Callable,
+        loss: str = "non_saturating",
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss must be one of {LOSSES}, got {loss!r}")
+        self.automatic_optimization = False
+        self.generator, self.discriminator = generator, discriminator
+        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.loss = loss
+        self.latent_dim = generator.latent_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1]; pass a seeded generator for fixed noise."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.generator(z)
+
+    def _losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        return {
+            "d_loss": discriminator_loss(self.loss, real_logits, fake_logits),
+            "d_real": torch.sigmoid(real_logits).mean(),
+            "d_fake": torch.sigmoid(fake_logits).mean(),
+        }
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        real, _ = batch
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+        fake = self.generator(z)
+
+        d = self._losses(real, fake.detach())
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d["d_loss"])
+        # Lightning counts every LightningOptimizer.step() as a global step; stepping the
+        # discriminator through the strategy keeps one step = one batch = one generator update.
+        self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
+
+        g_loss = generator_loss(self.loss, self.discriminator(fake))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+
+        self.log_dict({f"train/{k}": v for k, v in d.items()}, prog_bar=True)
+        self.log("train/g_loss", g_loss, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        real, _ = batch
+        fake = self.sample(real.shape[0])
+        d = self._losses(real, fake)
+        d["g_loss"] = generator_loss(self.loss, self.discriminator(fake))
+        self.log_dict({f"val/{k}": v for k, v in d.items()}, sync_dist=True)
+
+    def configure_optimizers(self):
+        return [
+            self.optimizer_g(params=self.generator.parameters()),
+            self.optimizer_d(params=self.discriminator.parameters()),
+        ]

@@ -1,0 +1,1 @@
+"""Networks injected into the model families through their `net` configs."""

@@ -1,0 +1,22 @@
+"""Silence library chatter that tells a genkit user nothing about their run."""
+
+import logging
+import warnings
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *prefixes: str):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def quiet_libraries() -> None:
+    # an advertisement printed by every Trainer without Lightning's cloud logger
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("💡 Tip"))
+    # the run directory always holds .hydra/ and genkit.log beside metrics.csv; the CSV logger appends
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    # Lightning's own use of a torch API that torch deprecated
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

@@ -1,0 +1,50 @@
+"""`genkit train`: fit a model as its config says and return the final metrics."""
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from genkit.build import build
+from genkit.checkpoints import LAST, resolve_checkpoint
+from genkit.errors import GenkitError
+
+log = logging.getLogger("genkit")
+
+
+def resume_path(cfg: DictConfig) -> Path | None:
+    """`resume=<run dir or ckpt>` if given, else this run directory's own last.ckpt if it exists."""
+    if cfg.get("resume"):
+        return resolve_checkpoint(cfg.resume, cfg.paths.log_dir)
+    own = Path(cfg.paths.output_dir) / "checkpoints" / LAST
+    return own if own.is_file() else None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and optionally test) the configured model; returns the logged metrics as floats."""
+    parts = build(cfg)
+    trainer = parts.trainer
+    ckpt = resume_path(cfg)
+    if ckpt is not None:
+        log.info("Resuming from %s", ckpt)
+    trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=ckpt)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if cfg.get("test"):
+        trainer.test(parts.model, datamodule=parts.datamodule, verbose=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+    log.info("Run directory: %s", cfg.paths.output_dir)
+    return metrics
+
+
+def train_job(cfg: DictConfig) -> float | None:
+    """The Hydra job of `genkit train`: trains, and returns cfg.optimized_metric for sweepers."""
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise GenkitError(
+            f"optimized_metric={name!r} was not logged by this run; "
+            f"logged metrics: {', '.join(sorted(metrics))}."
+        )
+    return metrics[name]

@@ -1,0 +1,76 @@
+"""Test helpers: composed configs, tiny synthetic data sets, the CLI in a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from genkit.config import CONFIG_DIR
+from genkit.data.idx import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GENKIT_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+
+
+def needs_shared(folder: str):
+    """Skip unless the shared copy of a data set exists (it does on genkit's build machines and CI)."""
+    path = SHARED_DATA / folder
+    return pytest.mark.skipif(not path.is_dir(), reason=f"{path} is absent: real-data tests need it")
+
+
+def make_cfg(tmp_path: Path, *overrides: str, config_name: str = "train") -> DictConfig:
+    """Compose a config as the CLI would, with the run directory inside tmp_path."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)  # for ${hydra:...} interpolations
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(tmp_path / "outputs")
+        cfg.paths.output_dir = str(tmp_path / "outputs" / "run")
+        del cfg["hydra"]
+    return cfg
+
+
+def write_tiny_image_set(folder: Path, n_train: int = 96, n_test: int = 32, seed: int = 0) -> Path:
+    """MNIST-format files with random 28x28 blobs, in the official file names."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = (rng.random((n, 28, 28)) > 0.7).astype(np.uint8) * 255
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    return folder
+
+
+# overrides that make any image run tiny and quick
+TINY_IMAGE_RUN = (
+    "data.val_size=32",
+    "data.batch_size=16",
+    "data.eval_batch_size=16",
+    "trainer.max_steps=4",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.precision=32-true",
+)
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run `genkit <args>` as a user would, capturing its output."""
+    full_env = {**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "genkit.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,98 @@
+"""The `genkit` command as a user types it."""
+
+import struct
+
+import pytest
+import torch
+
+from tests.helpers import needs_shared, run_cli
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_help_lists_commands(tmp_path):
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "train" in out.stdout and "sample" in out.stdout
+
+
+def test_train_help_lists_groups(tmp_path):
+    out = run_cli("train", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "model: gan" in out.stdout.replace(", ", " ") or "model: " in out.stdout
+    assert "data: " in out.stdout and "trainer: " in out.stdout
+
+
+def test_cfg_job_prints_config_without_running(tmp_path):
+    out = run_cli("train", "model=gan", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "genkit.models.gan.GAN" in out.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_model_is_short_and_lists_choices(tmp_path):
+    out = run_cli("train", "model=nope", cwd=tmp_path)
+    assert out.returncode != 0
+    message = out.stdout + out.stderr
+    assert "gan" in message and "nope" in message
+    assert len(message.strip().splitlines()) <= 10
+    assert "Traceback" not in message
+
+
+def test_missing_data_offline_is_one_paragraph(tmp_path):
+    out = run_cli(
+        "train",
+        "debug=fast",
+        "data.mirrors=[http://127.0.0.1:9/]",
+        cwd=tmp_path,
+        env={"GENKIT_DATA_DIR": str(tmp_path / "empty")},
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert str(tmp_path / "empty" / "mnist") in out.stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize("kind", ["missing", "foreign", "corrupt"])
+def test_bad_checkpoints_are_reported(tmp_path, kind):
+    path = tmp_path / "model.ckpt"
+    if kind == "foreign":
+        torch.save({"weights": torch.zeros(2)}, path)
+    elif kind == "corrupt":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:500])
+    out = run_cli("sample", f"ckpt={path}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "model.ckpt" in out.stderr.replace("\n", "")
+
+
+@pytest.mark.slow
+@needs_shared("mnist")
+def test_train_then_sample_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    out = run_cli(
+        "train", "model=gan", "data=mnist", "++trainer.max_steps=30", f"hydra.run.dir={run}", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "samples").glob("*.png"))
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert str(run) in out.stdout
+
+    grid = tmp_path / "grid.png"
+    out = run_cli("sample", f"ckpt={run}/checkpoints/last.ckpt", "n=16", f"out={grid}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # a 4x4 grid of 28-pixel images with 2-pixel padding
+    assert png_size(grid) == (4 * 30 + 2, 4 * 30 + 2)
+
+    # without ckpt, the newest run under ./outputs is used (and named)
+    (tmp_path / "outputs" / "x").mkdir(parents=True)
+    (run).rename(tmp_path / "outputs" / "x" / "run")
+    out = run_cli("sample", "n=4", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "newest run" in out.stdout
+    assert list((tmp_path / "outputs" / "x" / "run" / "samples").glob("sample_*.png"))
