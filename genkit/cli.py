@@ -77,6 +77,15 @@ def check_group_choices(command: str, overrides: list[str]) -> None:
             )
 
 
+def _genkit_cause(err: BaseException | None) -> GenkitError | None:
+    """The GenkitError behind err, also when a library wrapped it (e.g. a config resolver's)."""
+    while err is not None:
+        if isinstance(err, GenkitError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def fail(message: str) -> None:
     Console(stderr=True, soft_wrap=False).print(f"[bold red]genkit:[/] {message}", highlight=False)
     sys.exit(2)
@@ -87,8 +96,11 @@ def _task(command: str, fn: Callable[[DictConfig], object]) -> Callable[[DictCon
         pin_relaunch_argv(command)
         try:
             return fn(cfg)
-        except GenkitError as err:
-            fail(str(err))
+        except Exception as err:
+            cause = _genkit_cause(err)
+            if cause is None:
+                raise
+            fail(str(cause))
 
     return task
 

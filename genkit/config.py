@@ -26,7 +26,14 @@ def _wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
-    for name, fn in {"auto_precision": _auto_precision, "wandb_offline": _wandb_offline}.items():
+    from genkit.pretrained import pretrained_size
+
+    resolvers = {
+        "auto_precision": _auto_precision,
+        "wandb_offline": _wandb_offline,
+        "pretrained": pretrained_size,
+    }
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -1,6 +1,5 @@
 """`genkit sample`: generate from a trained checkpoint, which carries everything it needs."""
 
-import inspect
 import logging
 import time
 from pathlib import Path
@@ -9,16 +8,22 @@ import torch
 from omegaconf import DictConfig
 
 from genkit.build import build_datamodule, build_model
-from genkit.callbacks.samples import save_grid, write_text
+from genkit.callbacks.samples import generate, save_grid, write_text
 from genkit.checkpoints import config_of, load_checkpoint, resolve_checkpoint
 
 log = logging.getLogger("genkit")
+
+# keys of configs/sample.yaml that are not options of a model's sample()
+SAMPLE_KEYS = ("ckpt", "n", "seed", "out", "paths")
 
 
 def load_model(path: str | Path):
     """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode."""
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
+    if run_cfg.model.get("init_from"):
+        # the checkpoint's own weights replace the pretrained ones: do not fetch those again
+        run_cfg.model.init_from = None
     model = build_model(run_cfg)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
@@ -33,11 +38,10 @@ def sample(cfg: DictConfig) -> Path:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
 
-    # pass the options this family's sample() takes (e.g. steps for diffusion)
-    accepted = inspect.signature(model.sample).parameters
-    options = {k: v for k, v in dict(cfg.get("options") or {}).items() if k in accepted}
+    # every other key of the sample config is an option of the family's sample(), if it takes it
+    options = {k: v for k, v in cfg.items() if k not in SAMPLE_KEYS}
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    out = model.sample(cfg.n, generator=generator, **options)
+    out = generate(model, datamodule, cfg.n, generator, **options)
 
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     stem = run_dir / "samples" / f"sample_{time.strftime('%Y%m%d-%H%M%S')}"

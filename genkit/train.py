@@ -3,6 +3,7 @@
 import logging
 from pathlib import Path
 
+import lightning as L
 from omegaconf import DictConfig
 
 from genkit.build import build
@@ -10,6 +11,17 @@ from genkit.checkpoints import LAST, resolve_checkpoint
 from genkit.errors import GenkitError
 
 log = logging.getLogger("genkit")
+
+
+class _LastValidation(L.Callback):
+    """Remembers the step of the last validation, so train() knows whether to run a final one."""
+
+    def __init__(self):
+        self.step = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
 
 
 def resume_path(cfg: DictConfig) -> Path | None:
@@ -20,6 +32,10 @@ def resume_path(cfg: DictConfig) -> Path | None:
     return own if own.is_file() else None
 
 
+def _scalars(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and optionally test) the configured model; returns the logged metrics as floats."""
     parts = build(cfg)
@@ -27,11 +43,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt = resume_path(cfg)
     if ckpt is not None:
         log.info("Resuming from %s", ckpt)
+    last_validation = _LastValidation()
+    trainer.callbacks.append(last_validation)
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=ckpt)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics = _scalars(trainer)
+    # runs that stop between validations (max_steps mid-epoch) still end with val metrics
+    if (
+        last_validation.step != trainer.global_step
+        and trainer.limit_val_batches != 0
+        and not trainer.interrupted
+    ):
+        trainer.validate(parts.model, datamodule=parts.datamodule, verbose=False)
+        metrics.update(_scalars(trainer))
     if cfg.get("test"):
         trainer.test(parts.model, datamodule=parts.datamodule, verbose=False)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        metrics.update(_scalars(trainer))
     log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
 

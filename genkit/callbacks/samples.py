@@ -4,6 +4,7 @@ Images become an 8x8 PNG grid in <run_dir>/samples/; token ids (text models) are
 data module and written as a .txt file beside them.
 """
 
+import inspect
 import math
 from pathlib import Path
 
@@ -29,11 +30,24 @@ def write_text(samples: list[str], path: str | Path) -> Path:
     return path
 
 
+def generate(model, datamodule, n: int, generator: torch.Generator, **options) -> torch.Tensor:
+    """Call model.sample with the options its signature takes; a text prompt becomes prompt_ids."""
+    accepted = inspect.signature(model.sample).parameters
+    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    if "prompt_ids" in accepted:
+        kwargs["prompt_ids"] = datamodule.prompt_ids(options.get("prompt") or "")
+    return model.sample(n, generator=generator, **kwargs)
+
+
 class SampleWriter(L.Callback):
-    def __init__(self, dirpath: str, n: int = 64, seed: int = 0, sample_kwargs: dict | None = None):
+    """n images as a grid, or n_text texts (texts are read, not glanced at: a few suffice)."""
+
+    def __init__(
+        self, dirpath: str, n: int = 64, n_text: int = 4, seed: int = 0, options: dict | None = None
+    ):
         self.dirpath = Path(dirpath)
-        self.n, self.seed = n, seed
-        self.sample_kwargs = dict(sample_kwargs or {})
+        self.n, self.n_text, self.seed = n, n_text, seed
+        self.options = dict(options or {})
         self.last_step: int | None = None
 
     @rank_zero_only
@@ -45,7 +59,9 @@ class SampleWriter(L.Callback):
         pl_module.eval()
         try:
             generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-            out = pl_module.sample(self.n, generator=generator, **self.sample_kwargs)
+            is_text = hasattr(trainer.datamodule, "decode_batch")
+            n = self.n_text if is_text else self.n
+            out = generate(pl_module, trainer.datamodule, n, generator, **self.options)
         finally:
             pl_module.train(was_training)
         stem = self.dirpath / f"step_{trainer.global_step:07d}"

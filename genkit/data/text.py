@@ -1,0 +1,291 @@
+"""One LightningDataModule family for token streams: PTB (words or characters), Tiny
+Shakespeare, or any text, tokenised once and cached as a compact binary array of ids.
+
+Training draws windows of block_size tokens at random offsets (one epoch ~ one pass over the
+tokens). Evaluation walks the split in contiguous windows so that every token is predicted
+exactly once: perplexity is then the standard per-token number.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
+from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer
+from genkit.errors import GenkitError
+from genkit.pretrained import pretrained_dir
+
+log = logging.getLogger(__name__)
+
+# bump when the cached layout or tokenisation changes, so old caches are not reused
+CACHE_VERSION = 1
+IGNORE_INDEX = -1
+
+
+class TrainWindows(Dataset):
+    """Windows of block_size + 1 tokens; window i starts at i * T plus a random offset in [0, T)."""
+
+    def __init__(self, ids: np.ndarray, block_size: int):
+        if len(ids) < block_size + 2:
+            raise GenkitError(f"The training split has {len(ids)} tokens, fewer than block_size + 2.")
+        self.ids, self.block_size = ids, block_size
+        self.offsets = np.arange(block_size + 1)
+
+    def __len__(self) -> int:
+        return (len(self.ids) - 1) // self.block_size
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.block_size
+        starts = torch.as_tensor(indices) * T + torch.randint(0, T, (len(indices),))
+        starts = starts.clamp(max=len(self.ids) - T - 1).numpy()
+        chunk = torch.from_numpy(self.ids[starts[:, None] + self.offsets].astype(np.int64))  # (B, T+1)
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def __getitem__(self, i: int):
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
+
+
+class EvalWindows(Dataset):
+    """Contiguous windows over [bos] + ids; targets past the end are IGNORE_INDEX."""
+
+    def __init__(self, ids: np.ndarray, block_size: int, bos_id: int):
+        self.stream = np.concatenate([np.array([bos_id], dtype=np.int64), ids.astype(np.int64)])
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return -(-(len(self.stream) - 1) // self.block_size)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.block_size
+        x = torch.zeros(T, dtype=torch.long)
+        y = torch.full((T,), IGNORE_INDEX, dtype=torch.long)
+        xs = self.stream[k * T : k * T + T]
+        ys = self.stream[k * T + 1 : k * T + T + 1]
+        x[: len(xs)] = torch.from_numpy(xs)
+        y[: len(ys)] = torch.from_numpy(ys)
+        return x, y
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self[k] for k in indices]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def _batched(batch):
+    return batch
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise GenkitError(f"{path} holds no files; data.path must be a text file or a folder of them.")
+        return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
+    if not path.is_file():
+        raise GenkitError(f"data.path={path} does not exist; give a text file or a folder of text files.")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+class TextDataModule(L.LightningDataModule):
+    """Token streams for language models.
+
+    The text comes either from named files per split (`splits: {train: ptb.train.txt, ...}`,
+    fetched like any data set) or from one source (`files` of a data set, or a user's `path`)
+    cut by `fractions` (`{train: 0.9, val: 0.1}`: the first 90% of the characters, then the rest).
+    A split without text (e.g. no test set) falls back to val.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tokenizer: str,
+        vocab_size: int,
+        block_size: int,
+        files: Mapping[str, str] | None = None,
+        mirrors: Sequence[str] = (),
+        splits: Mapping[str, str] | None = None,
+        fractions: Mapping[str, float] | None = None,
+        path: str | None = None,
+        pretrained_tokenizer: str | None = None,
+        root: str | None = None,
+        folder: str | None = None,
+        cache_dir: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int = 32,
+        num_workers: int = 0,
+        token_unit: str | None = None,
+    ):
+        super().__init__()
+        if tokenizer not in KINDS:
+            raise GenkitError(f"data.tokenizer={tokenizer!r}: choose one of {', '.join(KINDS)}.")
+        if (splits is None) == (fractions is None):
+            raise GenkitError(
+                "A text data config needs exactly one of `splits` (a file per split) or `fractions`."
+            )
+        self.name, self.tokenizer_kind, self.vocab_size = name, tokenizer, vocab_size
+        self.block_size = block_size
+        self.files, self.mirrors = dict(files or {}), list(mirrors)
+        self.splits, self.fractions = dict(splits or {}), dict(fractions or {})
+        self.path = Path(path).expanduser() if path else None
+        self.pretrained_tokenizer = pretrained_tokenizer
+        self.folder = resolve_root(root) / (folder or name)
+        self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "tokens"
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.token_unit = token_unit or tokenizer
+        self.tokenizer = None
+        self.ids: dict[str, np.ndarray] = {}
+
+    # ---- preparation: read, tokenise, cache -------------------------------------------------
+
+    def _sources(self) -> list[Path]:
+        if self.path is not None:
+            if not self.path.exists():
+                raise GenkitError(
+                    f"data.path={self.path} does not exist; give a text file or a folder of them."
+                )
+            return (
+                sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() else [self.path]
+            )
+        return list(ensure_files(self.folder, self.files, self.mirrors, dataset=self.name).values())
+
+    def _split_texts(self) -> dict[str, str]:
+        if self.splits:
+            paths = {p.name: p for p in self._sources()}
+            return {split: _read_text(paths[name]) for split, name in self.splits.items()}
+        text = (
+            _read_text(self.path)
+            if self.path is not None
+            else "\n".join(_read_text(p) for p in self._sources())
+        )
+        texts, start = {}, 0
+        for split, fraction in self.fractions.items():
+            end = len(text) if split == list(self.fractions)[-1] else start + int(len(text) * fraction)
+            texts[split] = text[start:end]
+            start = end
+        return texts
+
+    def _pretrained_folder(self) -> Path | None:
+        return pretrained_dir(self.pretrained_tokenizer) if self.pretrained_tokenizer else None
+
+    def cache_dir(self) -> Path:
+        """The cache folder for this data, named by the checksum of its sources and settings."""
+        key = {
+            "version": CACHE_VERSION,
+            "tokenizer": self.tokenizer_kind,
+            "vocab_size": self.vocab_size,
+            "splits": self.splits,
+            "fractions": self.fractions,
+            "sources": [sha256_of(p) for p in self._sources()],
+        }
+        pretrained = self._pretrained_folder()
+        if pretrained is not None:
+            key["pretrained"] = [
+                sha256_of(p) for p in sorted(pretrained.glob("*")) if p.suffix in (".json", ".txt")
+            ]
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return self.cache_root / f"{self.name}-{digest}"
+
+    def prepare_data(self) -> None:
+        cache = self.cache_dir()
+        if (cache / "meta.json").is_file():
+            return
+        texts = self._split_texts()
+        pretrained = self._pretrained_folder()
+        if pretrained is not None:
+            tokenizer = BPETokenizer.from_pretrained(pretrained)
+        else:
+            tokenizer = KINDS[self.tokenizer_kind].fit(texts["train"], self.vocab_size)
+        if tokenizer.vocab_size > self.vocab_size:
+            raise GenkitError(
+                f"The {self.name} tokenizer has {tokenizer.vocab_size} tokens but data.vocab_size is "
+                f"{self.vocab_size}; set data.vocab_size={tokenizer.vocab_size}."
+            )
+        dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        meta = {"vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name, "tokens": {}}
+        for split, text in texts.items():
+            ids = np.asarray(tokenizer.encode(text), dtype=dtype)
+            ids.tofile(tmp / f"{split}.bin")
+            meta["tokens"][split] = len(ids)
+        save_tokenizer(tokenizer, tmp / "tokenizer.json")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.replace(tmp, cache)  # atomic: another process may have finished first
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("Tokenised %s: %s tokens, cached in %s", self.name, meta["tokens"], cache)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is not None:
+            return
+        cache = self.cache_dir()
+        if not (cache / "meta.json").is_file():
+            self.prepare_data()
+        meta = json.loads((cache / "meta.json").read_text())
+        self.tokenizer = load_tokenizer(cache / "tokenizer.json")
+        for split, count in meta["tokens"].items():
+            self.ids[split] = np.memmap(cache / f"{split}.bin", dtype=meta["dtype"], mode="r", shape=(count,))
+
+    # ---- loaders ------------------------------------------------------------------------------
+
+    def _per_device(self, batch_size: int) -> int:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if batch_size % world:
+            raise GenkitError(
+                f"The global batch size {batch_size} does not split evenly over {world} processes; "
+                f"choose data.batch_size as a multiple of {world}."
+            )
+        return batch_size // world
+
+    def _split(self, split: str) -> np.ndarray:
+        return self.ids[split] if split in self.ids else self.ids["val"]
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            TrainWindows(self.ids["train"], self.block_size),
+            batch_size=self._per_device(self.batch_size),
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            collate_fn=_batched,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id),
+            batch_size=self._per_device(self.eval_batch_size),
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_batched,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    # ---- text in, text out ----------------------------------------------------------------------
+
+    def prompt_ids(self, prompt: str = "") -> list[int]:
+        """The boundary token followed by the prompt's ids: what generation starts from."""
+        if self.tokenizer is None:
+            self.setup()
+        return [self.tokenizer.bos_id, *self.tokenizer.encode_prompt(prompt)]
+
+    def decode_batch(self, ids: torch.Tensor) -> list[str]:
+        """Decode generated rows, dropping the leading boundary token."""
+        if self.tokenizer is None:
+            self.setup()
+        return [self.tokenizer.decode(row[1:].tolist()) for row in ids]

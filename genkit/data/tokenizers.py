@@ -1,0 +1,176 @@
+"""Tokenizers for token streams: words (PTB), characters, and byte-level BPE (HF tokenizers).
+
+Each maps text to ids and back, names a boundary token that starts every stream (and
+generation without a prompt), and serialises to one JSON file kept beside the cached ids.
+"""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+
+from genkit.errors import GenkitError
+
+EOS = "<eos>"
+UNK = "<unk>"
+ENDOFTEXT = "<|endoftext|>"
+# shown for ids beyond the vocabulary: a model's vocab_size may be padded past the tokenizer's
+UNKNOWN_ID = "\ufffd"
+
+
+class WordTokenizer:
+    """Whitespace-separated words, each line ended by <eos> (Mikolov's PTB convention)."""
+
+    kind = "word"
+
+    def __init__(self, itos: list[str]):
+        self.itos = itos
+        self.stoi = {w: i for i, w in enumerate(itos)}
+        self.bos_id = self.stoi[EOS]
+
+    @classmethod
+    def fit(cls, text: str, vocab_size: int | None = None) -> "WordTokenizer":
+        # ids in order of first appearance, as in PyTorch's word_language_model
+        itos: dict[str, None] = {}
+        for line in text.splitlines():
+            for word in line.split():
+                itos.setdefault(word, None)
+            itos.setdefault(EOS, None)
+        return cls(list(itos))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for line in text.splitlines():
+            ids.extend(self._id(w) for w in line.split())
+            ids.append(self.bos_id)
+        return ids
+
+    def encode_prompt(self, text: str) -> list[int]:
+        return [self._id(w) for w in text.split()]
+
+    def _id(self, word: str) -> int:
+        if word in self.stoi:
+            return self.stoi[word]
+        if UNK in self.stoi:
+            return self.stoi[UNK]
+        raise GenkitError(f"The word {word!r} is not in the vocabulary, which has no {UNK} token.")
+
+    def decode(self, ids: Iterable[int]) -> str:
+        words = (self.itos[i] if i < len(self.itos) else UNKNOWN_ID for i in ids)
+        return " ".join(words).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "itos": self.itos}
+
+
+class CharTokenizer:
+    """One id per character; the vocabulary is the sorted set of the training text's characters."""
+
+    kind = "char"
+
+    def __init__(self, itos: list[str]):
+        self.itos = itos
+        self.stoi = {c: i for i, c in enumerate(itos)}
+        self.bos_id = self.stoi.get("\n", 0)
+
+    @classmethod
+    def fit(cls, text: str, vocab_size: int | None = None) -> "CharTokenizer":
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        unknown = set(text) - self.stoi.keys()
+        if unknown:
+            raise GenkitError(
+                f"The characters {''.join(sorted(unknown))!r} are not in the vocabulary built from "
+                f"the training text; remove them from the text or the prompt."
+            )
+        return [self.stoi[c] for c in text]
+
+    encode_prompt = encode
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.itos[i] if i < len(self.itos) else UNKNOWN_ID for i in ids)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "itos": self.itos}
+
+
+class BPETokenizer:
+    """Byte-level BPE (as in GPT-2) from HF tokenizers: trained here, or a checkpoint's own."""
+
+    kind = "bpe"
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        bos = tokenizer.token_to_id(ENDOFTEXT)
+        self.bos_id = bos if bos is not None else 0
+
+    @classmethod
+    def fit(cls, text: str, vocab_size: int) -> "BPETokenizer":
+        from tokenizers import decoders, pre_tokenizers
+
+        tokenizer = Tokenizer(BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[ENDOFTEXT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        # train on lines so that no single "word" spans the whole corpus
+        tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+        return cls(tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, folder: Path) -> "BPETokenizer":
+        if (folder / "tokenizer.json").is_file():
+            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")))
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            from tokenizers import decoders, pre_tokenizers
+
+            tokenizer = Tokenizer(BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tokenizer.decoder = decoders.ByteLevel()
+            return cls(tokenizer)
+        raise GenkitError(f"{folder} has no tokenizer.json, nor vocab.json + merges.txt.")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    encode_prompt = encode
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "tokenizer": self.tokenizer.to_str()}
+
+
+KINDS = {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer}
+
+
+def save_tokenizer(tokenizer, path: Path) -> None:
+    path.write_text(json.dumps(tokenizer.to_json()))
+
+
+def load_tokenizer(path: Path):
+    spec = json.loads(Path(path).read_text())
+    if spec["kind"] == "bpe":
+        return BPETokenizer(Tokenizer.from_str(spec["tokenizer"]))
+    return KINDS[spec["kind"]](spec["itos"])

@@ -1,0 +1,109 @@
+"""GPT-style language model: next-token cross-entropy, AdamW with warmup + cosine decay,
+per-token perplexity, and sampling with temperature / top-k / top-p through a KV cache."""
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from genkit.data.text import IGNORE_INDEX
+
+
+class GPT(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+        token_unit: str = "token",
+        init_from: str | None = None,
+    ):
+        super().__init__()
+        if init_from:
+            from genkit.models.nets.hf_gpt2 import load_gpt2_weights
+
+            load_gpt2_weights(net, init_from)
+        self.net = net
+        self.optimizer = optimizer
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+        self.token_unit = token_unit
+        # token-weighted means, so perplexity is per token however the batches fall
+        self.val_nll, self.test_nll = MeanMetric(), MeanMetric()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.net(idx)[0]
+
+    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)  # (B, T, vocab)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX)
+        return loss, (y != IGNORE_INDEX).sum()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch, metric: MeanMetric) -> None:
+        loss, n_tokens = self._loss(batch)
+        metric.update(loss, weight=n_tokens)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_nll)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_nll)
+
+    def _log_eval(self, stage: str, metric: MeanMetric) -> None:
+        nll = metric.compute()
+        metric.reset()
+        metrics = {f"{stage}/loss": nll, f"{stage}/ppl": torch.exp(nll)}
+        if self.token_unit == "char":
+            metrics[f"{stage}/bpc"] = nll / math.log(2)  # bits per character
+        self.log_dict(metrics, prog_bar=stage == "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val", self.val_nll)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test", self.test_nll)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        prompt_ids: list[int] | None = None,
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """n continuations (n, len(prompt_ids) + max_new_tokens) of prompt_ids (default: token 0)."""
+        start = torch.tensor([prompt_ids or [0]], dtype=torch.long, device=self.device).repeat(n, 1)
+        return self.net.generate(start, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
+
+    def configure_optimizers(self):
+        # weight decay on matrices (linear weights, embeddings); none on biases and LayerNorm
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        optimizer = self.optimizer(params=[{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup, floor = min(self.warmup_steps, total), self.min_lr_ratio
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

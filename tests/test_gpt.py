@@ -1,0 +1,170 @@
+import pytest
+import torch
+
+from genkit.build import build_model
+from genkit.checkpoints import load_checkpoint
+from genkit.models.nets.transformer import Transformer, filter_logits, sample_next
+from genkit.train import train
+from tests.helpers import make_cfg, needs_shared, run_cli
+
+TINY_GPT = (
+    "model=gpt",
+    "model.net.n_layer=2",
+    "model.net.n_head=2",
+    "model.net.n_embd=32",
+    "model.warmup_steps=2",
+    "trainer.max_steps=6",
+    "trainer.accelerator=cpu",
+    "trainer.precision=32-true",
+)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(f"the quick brown fox {i} jumps over the lazy dog" for i in range(400)))
+    return path
+
+
+def tiny_net(**kw):
+    torch.manual_seed(0)
+    return Transformer(
+        vocab_size=50, block_size=kw.pop("block_size", 16), n_layer=2, n_head=2, n_embd=32, **kw
+    ).eval()
+
+
+def test_gpt_trains_and_logs_perplexity(tmp_path, corpus):
+    cfg = make_cfg(
+        tmp_path,
+        *TINY_GPT,
+        "data=text",
+        f"data.path={corpus}",
+        "data.vocab_size=300",
+        "data.block_size=16",
+        "data.batch_size=8",
+        f"data.cache_dir={tmp_path}/cache",
+        "test=true",
+    )
+    metrics = train(cfg)
+    for key in ("train/loss", "val/loss", "val/ppl", "test/ppl"):
+        assert key in metrics
+    assert metrics["val/ppl"] == pytest.approx(torch.exp(torch.tensor(metrics["val/loss"])).item(), rel=1e-4)
+    run = tmp_path / "outputs" / "run"
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
+    assert "val/ppl" in (run / "metrics.csv").read_text().splitlines()[0]
+    assert list((run / "samples").glob("*.txt"))
+
+
+def test_char_level_logs_bits_per_character(tmp_path):
+    folder = tmp_path / "data" / "tinyshakespeare"
+    folder.mkdir(parents=True)
+    (folder / "input.txt").write_text("To be, or not to be: that is the question.\n" * 60)
+    cfg = make_cfg(
+        tmp_path,
+        *TINY_GPT,
+        "data=tinyshakespeare",
+        f"data.root={tmp_path / 'data'}",
+        "data.block_size=16",
+        "data.vocab_size=65",
+        f"data.cache_dir={tmp_path}/cache",
+    )
+    metrics = train(cfg)
+    assert metrics["val/bpc"] == pytest.approx(
+        metrics["val/loss"] / torch.log(torch.tensor(2.0)).item(), rel=1e-4
+    )
+
+
+@pytest.mark.parametrize("prompt_len,new", [(3, 10), (5, 30)])  # the second runs past block_size=16
+def test_kv_cache_matches_full_prefix_greedy(prompt_len, new):
+    net = tiny_net()
+    idx = torch.randint(0, 50, (2, prompt_len), generator=torch.Generator().manual_seed(1))
+    with_cache = net.generate(idx, new, temperature=0, use_cache=True)
+    without = net.generate(idx, new, temperature=0, use_cache=False)
+    assert with_cache.shape == (2, prompt_len + new)
+    assert torch.equal(with_cache, without)
+
+
+def test_cached_logits_equal_full_forward():
+    net = tiny_net()
+    idx = torch.randint(0, 50, (1, 12))
+    full, _ = net(idx)
+    _, cache = net(idx[:, :8])
+    part, _ = net(idx[:, 8:], cache)  # several new positions on top of a cache
+    torch.testing.assert_close(part, full[:, 8:], atol=1e-5, rtol=1e-5)
+
+
+def test_top_k_and_top_p_stay_in_the_allowed_set():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0, -1.0]])
+    assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [
+        [True, True, False, False, False, False]
+    ]
+    probs = logits.softmax(-1)[0]  # 0.63, 0.23, 0.086, ...
+    nucleus = torch.isfinite(filter_logits(logits, top_p=0.8))[0]
+    assert nucleus.tolist() == [True, True, False, False, False, False]
+    assert probs[:1].sum() < 0.8 <= probs[:2].sum()
+    g = torch.Generator().manual_seed(0)
+    draws = torch.cat([sample_next(logits.repeat(500, 1), 1.0, top_k=3, generator=g) for _ in range(4)])
+    assert set(draws.flatten().tolist()) == {0, 1, 2}
+    draws = torch.cat([sample_next(logits.repeat(500, 1), 2.0, top_p=0.8, generator=g) for _ in range(4)])
+    assert set(draws.flatten().tolist()) <= set(
+        torch.nonzero(filter_logits(logits / 2.0, top_p=0.8).isfinite()[0]).flatten().tolist()
+    )
+
+
+def test_sample_shapes(tmp_path):
+    cfg = make_cfg(tmp_path, *TINY_GPT, "data=ptb", "data.block_size=16")
+    model = build_model(cfg).eval()
+    out = model.sample(
+        3, prompt_ids=[1, 2], max_new_tokens=5, top_k=10, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.shape == (3, 7) and out.dtype == torch.long
+    assert out[:, :2].tolist() == [[1, 2]] * 3 and out.max() < 10_000
+
+
+@pytest.mark.slow
+@needs_shared("tinyshakespeare")
+def test_train_and_sample_tinyshakespeare_cli(tmp_path):
+    run = tmp_path / "run"
+    out = run_cli(
+        "train",
+        "model=gpt",
+        "data=tinyshakespeare",
+        "++trainer.max_steps=20",
+        "trainer.limit_val_batches=5",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "val/loss" in (run / "metrics.csv").read_text().splitlines()[0]
+    out = run_cli(
+        "sample",
+        f"ckpt={run}/checkpoints/last.ckpt",
+        "prompt=ROMEO:",
+        "max_new_tokens=50",
+        "n=1",
+        "temperature=0.8",
+        "top_k=20",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout.split("ROMEO:", 1)[1]
+    assert len(text.split("\n\n")[0]) >= 50 - text.count("\n")
+    assert list((run / "samples").glob("sample_*.txt"))
+
+
+@pytest.mark.slow
+@needs_shared("ptb")
+def test_train_ptb_cli(tmp_path):
+    run = tmp_path / "run"
+    out = run_cli(
+        "train",
+        "model=gpt",
+        "data=ptb",
+        "++trainer.max_steps=10",
+        "trainer.limit_val_batches=5",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "val/loss" in header and "val/ppl" in header
