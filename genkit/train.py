@@ -48,11 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=ckpt)
     metrics = _scalars(trainer)
     # runs that stop between validations (max_steps mid-epoch) still end with val metrics
-    if (
-        last_validation.step != trainer.global_step
-        and trainer.limit_val_batches != 0
-        and not trainer.interrupted
-    ):
+    if last_validation.step != trainer.global_step and trainer.limit_val_batches != 0 and not trainer.interrupted:
         trainer.validate(parts.model, datamodule=parts.datamodule, verbose=False)
         metrics.update(_scalars(trainer))
     if cfg.get("test"):
@@ -70,7 +66,6 @@ def train_job(cfg: DictConfig) -> float | None:
         return None
     if name not in metrics:
         raise GenkitError(
-            f"optimized_metric={name!r} was not logged by this run; "
-            f"logged metrics: {', '.join(sorted(metrics))}."
+            f"optimized_metric={name!r} was not logged by this run; logged metrics: {', '.join(sorted(metrics))}."
         )
     return metrics[name]

@@ -61,9 +61,7 @@ TINY_IMAGE_RUN = (
 )
 
 
-def run_cli(
-    *args: str, cwd: Path, env: dict | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `genkit <args>` as a user would, capturing its output."""
     full_env = {**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA), **(env or {})}
     return subprocess.run(

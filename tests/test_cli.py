@@ -74,9 +74,7 @@ def test_bad_checkpoints_are_reported(tmp_path, kind):
 @needs_shared("mnist")
 def test_train_then_sample_end_to_end(tmp_path):
     run = tmp_path / "run"
-    out = run_cli(
-        "train", "model=gan", "data=mnist", "++trainer.max_steps=30", f"hydra.run.dir={run}", cwd=tmp_path
-    )
+    out = run_cli("train", "model=gan", "data=mnist", "++trainer.max_steps=30", f"hydra.run.dir={run}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "samples").glob("*.png"))

@@ -49,7 +49,7 @@ def test_ptb_like_vocab_and_every_token_evaluated_once(tmp_path):
     val_ids = np.asarray(dm.ids["val"]).tolist()
     assert len(val_ids) == 3 + 6 + 2 + 3  # words plus one <eos> per line
     targets = []
-    for x, y in dm.val_dataloader():
+    for _, y in dm.val_dataloader():
         targets.extend(y[y != IGNORE_INDEX].tolist())
     # every token of the split is a target exactly once, in order
     assert targets == val_ids
@@ -81,25 +81,17 @@ def test_text_bpe_is_trained_once_and_cached(tmp_path, caplog):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(3):
-        (corpus / f"part{i}.txt").write_text(
-            "\n".join(f"line {j} of part {i}: hello world" for j in range(200))
-        )
-    dm = text_module(
-        tmp_path, "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16"
-    )
+        (corpus / f"part{i}.txt").write_text("\n".join(f"line {j} of part {i}: hello world" for j in range(200)))
+    dm = text_module(tmp_path, "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16")
     assert 256 < dm.tokenizer.vocab_size <= 300
     assert dm.tokenizer.decode(dm.tokenizer.encode("hello world")) == "hello world"
     cache = dm.cache_dir()
     stamp = (cache / "train.bin").stat().st_mtime_ns
-    dm2 = text_module(
-        tmp_path, "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16"
-    )
+    dm2 = text_module(tmp_path, "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16")
     assert dm2.cache_dir() == cache and (cache / "train.bin").stat().st_mtime_ns == stamp
     # changed text -> a new cache entry
     (corpus / "part0.txt").write_text("something else entirely\n" * 50)
-    dm3 = text_module(
-        tmp_path, "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16"
-    )
+    dm3 = text_module(tmp_path, "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16")
     assert dm3.cache_dir() != cache
 
 

@@ -59,9 +59,7 @@ def test_second_mirror_used_when_first_fails(server, tmp_path):
 
 def test_offline_error_names_folder_and_files(tmp_path):
     with pytest.raises(DataUnavailableError) as err:
-        ensure_files(
-            tmp_path / "ds", {"f1.gz": "0" * 64, "f2.gz": "0" * 64}, ["http://127.0.0.1:9/"], dataset="demo"
-        )
+        ensure_files(tmp_path / "ds", {"f1.gz": "0" * 64, "f2.gz": "0" * 64}, ["http://127.0.0.1:9/"], dataset="demo")
     message = str(err.value)
     assert str(tmp_path / "ds") in message and "f1.gz, f2.gz" in message and "GENKIT_DATA_DIR" in message
 

@@ -28,9 +28,7 @@ def corpus(tmp_path):
 
 def tiny_net(**kw):
     torch.manual_seed(0)
-    return Transformer(
-        vocab_size=50, block_size=kw.pop("block_size", 16), n_layer=2, n_head=2, n_embd=32, **kw
-    ).eval()
+    return Transformer(vocab_size=50, block_size=kw.pop("block_size", 16), n_layer=2, n_head=2, n_embd=32, **kw).eval()
 
 
 def test_gpt_trains_and_logs_perplexity(tmp_path, corpus):
@@ -69,9 +67,7 @@ def test_char_level_logs_bits_per_character(tmp_path):
         f"data.cache_dir={tmp_path}/cache",
     )
     metrics = train(cfg)
-    assert metrics["val/bpc"] == pytest.approx(
-        metrics["val/loss"] / torch.log(torch.tensor(2.0)).item(), rel=1e-4
-    )
+    assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / torch.log(torch.tensor(2.0)).item(), rel=1e-4)
 
 
 @pytest.mark.parametrize("prompt_len,new", [(3, 10), (5, 30)])  # the second runs past block_size=16
@@ -95,9 +91,7 @@ def test_cached_logits_equal_full_forward():
 
 def test_top_k_and_top_p_stay_in_the_allowed_set():
     logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0, -1.0]])
-    assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [
-        [True, True, False, False, False, False]
-    ]
+    assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [[True, True, False, False, False, False]]
     probs = logits.softmax(-1)[0]  # 0.63, 0.23, 0.086, ...
     nucleus = torch.isfinite(filter_logits(logits, top_p=0.8))[0]
     assert nucleus.tolist() == [True, True, False, False, False, False]
@@ -114,9 +108,7 @@ def test_top_k_and_top_p_stay_in_the_allowed_set():
 def test_sample_shapes(tmp_path):
     cfg = make_cfg(tmp_path, *TINY_GPT, "data=ptb", "data.block_size=16")
     model = build_model(cfg).eval()
-    out = model.sample(
-        3, prompt_ids=[1, 2], max_new_tokens=5, top_k=10, generator=torch.Generator().manual_seed(0)
-    )
+    out = model.sample(3, prompt_ids=[1, 2], max_new_tokens=5, top_k=10, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 7) and out.dtype == torch.long
     assert out[:, :2].tolist() == [[1, 2]] * 3 and out.max() < 10_000
 

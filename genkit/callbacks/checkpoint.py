@@ -36,9 +36,7 @@ class ConfigInCheckpoint(L.Callback):
     def __init__(self, cfg: DictConfig):
         self.config = OmegaConf.to_container(cfg, resolve=True)
 
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ):
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]):
         from genkit import __version__
 
         checkpoint["genkit"] = {"version": __version__, "config": self.config}

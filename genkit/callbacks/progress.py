@@ -15,9 +15,7 @@ log = logging.getLogger("genkit")
 
 
 def _format(metrics: dict) -> str:
-    return "  ".join(
-        f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1
-    )
+    return "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1)
 
 
 class LineProgressBar(ProgressBar):
@@ -42,27 +40,19 @@ class LineProgressBar(ProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
-        if (
-            not (self._enabled and trainer.is_global_zero)
-            or step % self.every_n_steps
-            or step == self._last_step
-        ):
+        if not (self._enabled and trainer.is_global_zero) or step % self.every_n_steps or step == self._last_step:
             return
         now = time.perf_counter()
         rate = (step - self._last_step) / max(now - self._last_step_time, 1e-9)
         self._last_step, self._last_step_time = step, now
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         train = {k: v for k, v in trainer.progress_bar_metrics.items() if k.startswith("train/")}
-        log.info(
-            "epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train)
-        )
+        log.info("epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._enabled and trainer.is_global_zero and not trainer.sanity_checking:
             val = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-            log.info(
-                "epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val)
-            )
+            log.info("epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:

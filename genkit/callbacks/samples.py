@@ -42,9 +42,7 @@ def generate(model, datamodule, n: int, generator: torch.Generator, **options) -
 class SampleWriter(L.Callback):
     """n images as a grid, or n_text texts (texts are read, not glanced at: a few suffice)."""
 
-    def __init__(
-        self, dirpath: str, n: int = 64, n_text: int = 4, seed: int = 0, options: dict | None = None
-    ):
+    def __init__(self, dirpath: str, n: int = 64, n_text: int = 4, seed: int = 0, options: dict | None = None):
         self.dirpath = Path(dirpath)
         self.n, self.n_text, self.seed = n, n_text, seed
         self.options = dict(options or {})

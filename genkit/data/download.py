@@ -87,9 +87,7 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0) -> Pat
     return dest
 
 
-def ensure_files(
-    folder: Path, files: Mapping[str, str], mirrors: Sequence[str], *, dataset: str
-) -> dict[str, Path]:
+def ensure_files(folder: Path, files: Mapping[str, str], mirrors: Sequence[str], *, dataset: str) -> dict[str, Path]:
     """Return the path of every file, downloading the missing ones from the first mirror that works."""
     found = {name: local_copy(folder, name) for name in files}
     for name, path in found.items():

@@ -128,9 +128,7 @@ class TextDataModule(L.LightningDataModule):
         if tokenizer not in KINDS:
             raise GenkitError(f"data.tokenizer={tokenizer!r}: choose one of {', '.join(KINDS)}.")
         if (splits is None) == (fractions is None):
-            raise GenkitError(
-                "A text data config needs exactly one of `splits` (a file per split) or `fractions`."
-            )
+            raise GenkitError("A text data config needs exactly one of `splits` (a file per split) or `fractions`.")
         self.name, self.tokenizer_kind, self.vocab_size = name, tokenizer, vocab_size
         self.block_size = block_size
         self.files, self.mirrors = dict(files or {}), list(mirrors)
@@ -149,23 +147,15 @@ class TextDataModule(L.LightningDataModule):
     def _sources(self) -> list[Path]:
         if self.path is not None:
             if not self.path.exists():
-                raise GenkitError(
-                    f"data.path={self.path} does not exist; give a text file or a folder of them."
-                )
-            return (
-                sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() else [self.path]
-            )
+                raise GenkitError(f"data.path={self.path} does not exist; give a text file or a folder of them.")
+            return sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() else [self.path]
         return list(ensure_files(self.folder, self.files, self.mirrors, dataset=self.name).values())
 
     def _split_texts(self) -> dict[str, str]:
         if self.splits:
             paths = {p.name: p for p in self._sources()}
             return {split: _read_text(paths[name]) for split, name in self.splits.items()}
-        text = (
-            _read_text(self.path)
-            if self.path is not None
-            else "\n".join(_read_text(p) for p in self._sources())
-        )
+        text = _read_text(self.path) if self.path is not None else "\n".join(_read_text(p) for p in self._sources())
         texts, start = {}, 0
         for split, fraction in self.fractions.items():
             end = len(text) if split == list(self.fractions)[-1] else start + int(len(text) * fraction)
@@ -188,9 +178,7 @@ class TextDataModule(L.LightningDataModule):
         }
         pretrained = self._pretrained_folder()
         if pretrained is not None:
-            key["pretrained"] = [
-                sha256_of(p) for p in sorted(pretrained.glob("*")) if p.suffix in (".json", ".txt")
-            ]
+            key["pretrained"] = [sha256_of(p) for p in sorted(pretrained.glob("*")) if p.suffix in (".json", ".txt")]
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache_root / f"{self.name}-{digest}"
 

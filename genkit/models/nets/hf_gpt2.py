@@ -30,13 +30,9 @@ _BLOCK_NAMES = {
 def gpt2_config(name_or_path: str) -> dict:
     config = pretrained_config(name_or_path)
     if config.get("model_type") != "gpt2":
-        raise GenkitError(
-            f"{name_or_path} holds a {config.get('model_type')!r} model; genkit loads GPT-2 checkpoints."
-        )
+        raise GenkitError(f"{name_or_path} holds a {config.get('model_type')!r} model; genkit loads GPT-2 checkpoints.")
     if config.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise GenkitError(
-            f"{name_or_path}: activation {config['activation_function']!r} is not GPT-2's tanh GELU."
-        )
+        raise GenkitError(f"{name_or_path}: activation {config['activation_function']!r} is not GPT-2's tanh GELU.")
     return config
 
 

@@ -101,9 +101,7 @@ class Transformer(nn.Module):
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            Block(n_embd, n_head, dropout, bias, layer_norm_eps) for _ in range(n_layer)
-        )
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias, layer_norm_eps) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd, eps=layer_norm_eps, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying (Press & Wolf 2017)
