@@ -21,6 +21,7 @@ from genkit.errors import GenkitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("genkit.train:train_job", "train a model (default: the GAN on MNIST)"),
     "sample": ("genkit.sample:sample", "generate from a trained checkpoint"),
+    "eval": ("genkit.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
 }
 
 USAGE = """usage: genkit <command> [key=value ...] [-m] [--cfg job] [--help]

@@ -160,3 +160,21 @@ def test_train_ptb_cli(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "val/loss" in header and "val/ppl" in header
+
+
+@pytest.mark.parametrize("n", [5, 1000])  # one chunk, and several
+def test_linear_cross_entropy_equals_full_logits(n):
+    from genkit.models.linear_cross_entropy import linear_cross_entropy
+
+    torch.manual_seed(0)
+    h = torch.randn(n, 16, requires_grad=True)
+    w = torch.randn(3000, 16, requires_grad=True)
+    y = torch.randint(0, 3000, (n,))
+    y[::7] = -1
+    expected = torch.nn.functional.cross_entropy(h @ w.t(), y, ignore_index=-1)
+    gh, gw = torch.autograd.grad(expected, (h, w))
+    loss = linear_cross_entropy(h, w, y, ignore_index=-1)
+    gh2, gw2 = torch.autograd.grad(loss * 2, (h, w))
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(gh2, 2 * gh)
+    torch.testing.assert_close(gw2, 2 * gw)

@@ -36,6 +36,8 @@ def generate(model, datamodule, n: int, generator: torch.Generator, **options) -
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
     if "prompt_ids" in accepted:
         kwargs["prompt_ids"] = datamodule.prompt_ids(options.get("prompt") or "")
+    if "images" in accepted and kwargs.get("mode", "prior") != "prior":
+        kwargs["images"] = datamodule.sample_images(n)
     return model.sample(n, generator=generator, **kwargs)
 
 

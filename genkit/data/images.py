@@ -7,11 +7,13 @@ batch (`__getitems__`) instead of one Python call per image.
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from genkit.data.batching import keep_batch
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx
 from genkit.errors import GenkitError
@@ -34,11 +36,6 @@ class ImageTensors(Dataset):
     def __getitems__(self, indices: Sequence[int]):
         idx = torch.as_tensor(indices)
         return self.images[idx].float() / 127.5 - 1.0, self.labels[idx]
-
-
-def _batched(batch):
-    # __getitems__ already returns a collated batch
-    return batch
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -74,10 +71,14 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     def prepare_data(self) -> None:
-        ensure_files(self.folder, self.files, self.mirrors, dataset=self.name)
+        self.source_files()
+
+    def source_files(self) -> dict[str, Path]:
+        """The data set's files on disk (downloading the missing ones)."""
+        return ensure_files(self.folder, self.files, self.mirrors, dataset=self.name)
 
     def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        paths = ensure_files(self.folder, self.files, self.mirrors, dataset=self.name)
+        paths = self.source_files()
         images_name = next(n for n in paths if n.startswith(split) and "images" in n)
         labels_name = next(n for n in paths if n.startswith(split) and "labels" in n)
         images, labels = read_idx(paths[images_name]), read_idx(paths[labels_name]).long()
@@ -104,6 +105,12 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("test", "predict", None) and self.test_set is None:
             self.test_set = ImageTensors(*self._load("t10k"))
 
+    def sample_images(self, n: int) -> torch.Tensor:
+        """The first n validation images (fixed, so grids of reconstructions compare across runs)."""
+        if self.val_set is None:
+            self.setup("fit")
+        return self.val_set.__getitems__(range(min(n, len(self.val_set))))[0]
+
     def _per_device(self, batch_size: int) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if batch_size % world:
@@ -120,7 +127,7 @@ class ImageDataModule(L.LightningDataModule):
             shuffle=train,
             drop_last=train,
             num_workers=self.num_workers,
-            collate_fn=_batched,
+            collate_fn=keep_batch,
             persistent_workers=self.num_workers > 0,
         )
 

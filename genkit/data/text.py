@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from genkit.data.batching import keep_batch
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer
 from genkit.errors import GenkitError
@@ -78,10 +79,6 @@ class EvalWindows(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self[k] for k in indices]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-
-
-def _batched(batch):
-    return batch
 
 
 def _read_text(path: Path) -> str:
@@ -246,7 +243,7 @@ class TextDataModule(L.LightningDataModule):
             shuffle=True,
             drop_last=True,
             num_workers=self.num_workers,
-            collate_fn=_batched,
+            collate_fn=keep_batch,
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
@@ -255,7 +252,7 @@ class TextDataModule(L.LightningDataModule):
             batch_size=self._per_device(self.eval_batch_size),
             shuffle=False,
             num_workers=self.num_workers,
-            collate_fn=_batched,
+            collate_fn=keep_batch,
         )
 
     def val_dataloader(self) -> DataLoader:

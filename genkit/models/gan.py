@@ -85,12 +85,17 @@ class GAN(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in d.items()}, prog_bar=True)
         self.log("train/g_loss", g_loss, prog_bar=True)
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        real, _ = batch
+    def _eval_step(self, stage: str, real: torch.Tensor) -> None:
         fake = self.sample(real.shape[0])
         d = self._losses(real, fake)
         d["g_loss"] = generator_loss(self.loss, self.discriminator(fake))
-        self.log_dict({f"val/{k}": v for k, v in d.items()}, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in d.items()}, sync_dist=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch[0])
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch[0])
 
     def configure_optimizers(self):
         return [

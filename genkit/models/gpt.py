@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
 from genkit.data.text import IGNORE_INDEX
+from genkit.models.linear_cross_entropy import linear_cross_entropy
 
 
 class GPT(L.LightningModule):
@@ -40,8 +40,8 @@ class GPT(L.LightningModule):
 
     def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        logits = self(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX)
+        h, _ = self.net.hidden(x)  # (B, T, C)
+        loss = linear_cross_entropy(h.flatten(0, 1), self.net.lm_head.weight, y.flatten(), IGNORE_INDEX)
         return loss, (y != IGNORE_INDEX).sum()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -122,6 +122,11 @@ class Transformer(nn.Module):
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         """idx (B, T) -> logits (B, T, vocab) and the cache extended by these T positions."""
+        h, presents = self.hidden(idx, cache)
+        return self.lm_head(h), presents
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        """idx (B, T) -> final hidden states (B, T, n_embd), before the output layer."""
         B, T = idx.shape
         start = 0 if cache is None else cache[0][0].shape[2]
         if start + T > self.block_size:
@@ -132,7 +137,7 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x, present = block(x, None if cache is None else cache[i])
             presents.append(present)
-        return self.lm_head(self.ln_f(x)), presents
+        return self.ln_f(x), presents
 
     @torch.no_grad()
     def generate(

@@ -1,0 +1,119 @@
+"""`genkit eval`: score a checkpoint on its test split and write <run_dir>/eval.json.
+
+Every family gets its test metrics from Lightning's test loop (perplexity for GPT, ELBO and
+importance-sampled NLL for the VAE, the denoising loss for diffusion). Image models also get
+fid_clf and is_clf on genkit's domain classifier and, where the weights can be had, the
+standard Inception FID. `real=true` scores real training images instead of a model: the FID
+sanity check (it should be near zero).
+"""
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from genkit.build import build_datamodule
+from genkit.checkpoints import resolve_checkpoint
+from genkit.data.images import ImageDataModule
+from genkit.metrics.classifier import domain_classifier
+from genkit.metrics.image_scores import classifier_scores, inception_fid
+from genkit.sample import load_model
+
+log = logging.getLogger("genkit")
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _test_images(datamodule: ImageDataModule) -> Iterator[torch.Tensor]:
+    for x, _ in datamodule.test_dataloader():
+        yield x
+
+
+def _generated(model, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    for start in range(0, n, batch_size):
+        yield model.sample(min(batch_size, n - start), generator=generator).float()
+
+
+def _real_train_images(datamodule: ImageDataModule, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    order = torch.randperm(len(datamodule.train_set), generator=torch.Generator().manual_seed(seed))[:n]
+    for start in range(0, len(order), batch_size):
+        yield datamodule.train_set.__getitems__(order[start : start + batch_size])[0]
+
+
+def _test_metrics(model: L.LightningModule, datamodule, precision: str) -> dict[str, float]:
+    trainer = L.Trainer(
+        accelerator="auto", devices=1, precision=precision, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake) -> dict:
+    device = _device()
+    classifier, record = domain_classifier(datamodule, device=device, epochs=cfg.classifier_epochs)
+    scores = {"classifier": {k: record[k] for k in ("test_accuracy", "path")}}
+    scores.update(classifier_scores(classifier, _test_images(datamodule), fake(), device))
+    if cfg.inception == "auto" and device == "cpu":
+        scores["inception_fid"] = None
+        scores["inception_fid_note"] = "skipped on CPU (Inception-v3 on 299x299 images is slow); set inception=true"
+    elif cfg.inception in (True, "auto"):
+        try:
+            scores["inception_fid"] = inception_fid(_test_images(datamodule), fake(), device, cfg.inception_weights)
+        except Exception as err:  # no weights offline, or torch-fidelity missing: say so, never fail
+            scores["inception_fid"] = None
+            scores["inception_fid_note"] = (
+                f"unavailable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); put torch-fidelity's "
+                f"pt_inception-2015-12-05 weights on disk and pass inception_weights=<file>"
+            )
+    return scores
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    t0 = time.perf_counter()
+    if cfg.real:
+        datamodule = build_datamodule(cfg)
+        datamodule.setup()
+        results = {"source": f"real {datamodule.name} training images", "n_samples": cfg.n_samples}
+        results.update(_image_scores(cfg, datamodule, lambda: _real_train_images(datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)))
+        out = Path(cfg.out or Path(cfg.paths.log_dir) / f"eval_real_{datamodule.name}.json")
+    else:
+        path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
+        model, datamodule, run_cfg = load_model(path)
+        if cfg.get("nll_samples") and hasattr(model, "nll_samples"):
+            model.nll_samples["test"] = cfg.nll_samples
+        precision = "bf16-mixed" if _device() == "cuda" else "32-true"
+        results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
+        results.update(_test_metrics(model, datamodule, precision))
+        if isinstance(datamodule, ImageDataModule):
+            model.to(_device()).eval()
+            results["n_samples"] = cfg.n_samples
+            results.update(_image_scores(cfg, datamodule, lambda: _generated(model, cfg.n_samples, cfg.batch_size, cfg.seed)))
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        out = Path(cfg.out or run_dir / "eval.json")
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    _print(results, out)
+    return results
+
+
+def _print(results: dict, out: Path) -> None:
+    table = Table(title=f"genkit eval -> {out}", show_header=False)
+    for key, value in results.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        table.add_row(key, str(value))
+    Console().print(table)

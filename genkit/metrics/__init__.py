@@ -1,0 +1,1 @@
+"""Evaluation metrics that put every image model on one scale (classifier FID and IS)."""

@@ -1,0 +1,194 @@
+"""Denoising diffusion (Ho et al. 2020): the Gaussian process wraps a denoiser network; the
+LightningModule trains it and keeps an EMA copy of its weights, which all sampling uses.
+
+Samplers: ancestral DDPM over all timesteps, and DDIM (Song et al. 2021) over any number of
+steps. Schedules: linear (Ho et al.) and cosine (Nichol & Dhariwal 2021). Objectives:
+eps-prediction, or v-prediction (Salimans & Ho 2022).
+"""
+
+import copy
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def beta_schedule(kind: str, timesteps: int) -> torch.Tensor:
+    if kind == "linear":
+        # Ho et al. 2020, sec. 4: beta from 1e-4 to 0.02 over 1000 steps (scaled for other T)
+        scale = 1000 / timesteps
+        return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+    if kind == "cosine":
+        # Nichol & Dhariwal 2021, eq. 17: alpha_bar(t) = cos^2(((t/T + s) / (1 + s)) * pi/2)
+        s = 0.008
+        t = torch.linspace(0, timesteps, timesteps + 1, dtype=torch.float64) / timesteps
+        alpha_bar = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+        return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
+    raise ValueError(f"schedule must be linear or cosine, got {kind!r}")
+
+
+class GaussianDiffusion(nn.Module):
+    def __init__(self, net: nn.Module, *, timesteps: int = 1000, schedule: str = "linear", objective: str = "eps"):
+        super().__init__()
+        if objective not in ("eps", "v"):
+            raise ValueError(f"objective must be eps or v, got {objective!r}")
+        self.net, self.timesteps, self.objective = net, timesteps, objective
+        betas = beta_schedule(schedule, timesteps)
+        alpha_bar = torch.cumprod(1 - betas, dim=0)
+        alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+        buffers = {
+            "betas": betas,
+            "alpha_bar": alpha_bar,
+            "alpha_bar_prev": alpha_bar_prev,
+            # q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)
+            "posterior_var": betas * (1 - alpha_bar_prev) / (1 - alpha_bar),
+            "posterior_c0": betas * alpha_bar_prev.sqrt() / (1 - alpha_bar),
+            "posterior_ct": (1 - alpha_bar_prev) * (1 - betas).sqrt() / (1 - alpha_bar),
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value.float(), persistent=False)
+
+    @staticmethod
+    def _at(values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return values[t].view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1) to broadcast over images
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps (Ho et al. 2020, eq. 4)."""
+        ab = self._at(self.alpha_bar, t)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None, net: nn.Module | None = None):
+        """The training loss: ||target - net(x_t, t)||^2 with t uniform (Ho et al. 2020, eq. 14)."""
+        net = net or self.net
+        t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        x_t = self.q_sample(x0, t, noise)
+        if self.objective == "eps":
+            target = noise
+        else:  # v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans & Ho 2022, sec. 4)
+            ab = self._at(self.alpha_bar, t)
+            target = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        return F.mse_loss(net(x_t, t).float(), target)
+
+    def predict(self, net: nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_0, eps) predicted at x_t, with x_0 clipped to the data range [-1, 1]."""
+        out = net(x_t, t).float()
+        ab = self._at(self.alpha_bar, t)
+        if self.objective == "eps":
+            x0 = (x_t - (1 - ab).sqrt() * out) / ab.sqrt()
+        else:
+            x0 = ab.sqrt() * x_t - (1 - ab).sqrt() * out
+        x0 = x0.clamp(-1, 1)
+        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return x0, eps
+
+    @torch.no_grad()
+    def ddpm_sample(self, net: nn.Module, shape, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral sampling through all timesteps (Ho et al. 2020, algorithm 2)."""
+        device = self.betas.device
+        x = torch.randn(shape, device=device, generator=generator)
+        for i in reversed(range(self.timesteps)):
+            t = torch.full((shape[0],), i, device=device, dtype=torch.long)
+            x0, _ = self.predict(net, x, t)
+            mean = self._at(self.posterior_c0, t) * x0 + self._at(self.posterior_ct, t) * x
+            if i > 0:
+                noise = torch.randn(shape, device=device, generator=generator)
+                x = mean + self._at(self.posterior_var, t).sqrt() * noise
+            else:
+                x = mean
+        return x
+
+    @torch.no_grad()
+    def ddim_sample(
+        self, net: nn.Module, shape, steps: int = 50, eta: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """DDIM over `steps` evenly spaced timesteps (Song et al. 2021, eq. 12); eta=0 is deterministic."""
+        device = self.betas.device
+        times = torch.linspace(self.timesteps - 1, 0, min(steps, self.timesteps), device=device).round().long()
+        x = torch.randn(shape, device=device, generator=generator)
+        for i, step in enumerate(times):
+            t = step.expand(shape[0])
+            x0, eps = self.predict(net, x, t)
+            ab = self.alpha_bar[step]
+            ab_prev = self.alpha_bar[times[i + 1]] if i + 1 < len(times) else torch.ones((), device=device)
+            sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).sqrt() * eps
+            if eta > 0 and i + 1 < len(times):
+                x = x + sigma * torch.randn(shape, device=device, generator=generator)
+        return x
+
+
+class Diffusion(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable,
+        timesteps: int = 1000,
+        schedule: str = "linear",
+        objective: str = "eps",
+        ema_decay: float = 0.999,
+        sampler: str = "ddim",
+        sample_steps: int = 50,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        eval_seed: int = 0,
+    ):
+        super().__init__()
+        self.process = GaussianDiffusion(net, timesteps=timesteps, schedule=schedule, objective=objective)
+        self.ema_net = copy.deepcopy(net).requires_grad_(False)
+        self.optimizer = optimizer
+        self.ema_decay = ema_decay
+        self.sampler, self.sample_steps = sampler, sample_steps
+        self.image_shape = tuple(image_shape)
+        self.eval_seed = eval_seed
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, _ = batch
+        loss = self.process(x)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # EMA with a warm-up, so early samples are not dominated by the random initialisation
+        step = self.global_step
+        decay = min(self.ema_decay, (1 + step) / (10 + step))
+        ema, live = list(self.ema_net.parameters()), list(self.process.net.parameters())
+        torch._foreach_lerp_(ema, live, 1 - decay)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, _ = batch
+        # fixed timesteps and noise per batch: val/loss is comparable across validations
+        g = torch.Generator(device=x.device).manual_seed(self.eval_seed + batch_idx)
+        self.log("val/loss", self.process(x, generator=g, net=self.ema_net), prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, _ = batch
+        g = torch.Generator(device=x.device).manual_seed(self.eval_seed + batch_idx)
+        self.log("test/loss", self.process(x, generator=g, net=self.ema_net), sync_dist=True)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+        eta: float = 0.0,
+    ) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1] from the EMA weights: DDIM with `steps` steps, or DDPM."""
+        sampler = sampler or self.sampler
+        shape = (n, *self.image_shape)
+        if sampler == "ddpm":
+            x = self.process.ddpm_sample(self.ema_net, shape, generator)
+        elif sampler == "ddim":
+            x = self.process.ddim_sample(self.ema_net, shape, steps or self.sample_steps, eta, generator)
+        else:
+            raise ValueError(f"sampler must be ddim or ddpm, got {sampler!r}")
+        return x.clamp(-1, 1)
+
+    def configure_optimizers(self):
+        return self.optimizer(params=self.process.net.parameters())

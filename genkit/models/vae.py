@@ -1,0 +1,163 @@
+"""Variational autoencoder (Kingma & Welling 2014) with a Bernoulli likelihood on dynamically
+binarised pixels, and the importance-sampled NLL bound of Burda et al. (2016). All in nats."""
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Images in [-1, 1] -> pixels drawn as Bernoulli((x + 1) / 2): dynamic binarisation."""
+    p = ((x + 1) / 2).clamp(0, 1)
+    return torch.bernoulli(p, generator=generator)
+
+
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mean, exp(logvar)), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mean) ** 2 / logvar.exp()).sum(-1)
+
+
+class VAE(L.LightningModule):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        optimizer: Callable,
+        kl_warmup_steps: int = 0,
+        val_nll_samples: int = 0,
+        test_nll_samples: int = 1000,
+        eval_seed: int = 0,
+    ):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.optimizer = optimizer
+        self.latent_dim = encoder.latent_dim
+        self.kl_warmup_steps = kl_warmup_steps
+        self.nll_samples = {"val": val_nll_samples, "test": test_nll_samples}
+        self.eval_seed = eval_seed
+        self.pixels = 1
+        self.metrics = nn.ModuleDict({f"{s}_{m}": MeanMetric() for s in ("val", "test") for m in ("elbo", "nll")})
+
+    # ---- the bound ---------------------------------------------------------------------------
+
+    def elbo(self, x_bin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-image ELBO, reconstruction log-likelihood and KL (B,) in nats; x_bin in {0, 1}."""
+        mean, logvar = self.encoder(x_bin * 2 - 1)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()  # reparameterisation trick
+        log_px = -F.binary_cross_entropy_with_logits(self.decoder(z), x_bin, reduction="none").flatten(1).sum(1)
+        # Kingma & Welling 2014, appendix B: -KL(N(mean, var) || N(0, I)) in closed form
+        kl = -0.5 * (1 + logvar - mean**2 - logvar.exp()).sum(1)
+        return log_px - kl, log_px, kl
+
+    @torch.no_grad()
+    def importance_nll(self, x_bin: torch.Tensor, k: int, chunk: int = 100) -> torch.Tensor:
+        """-log p(x) (B,) estimated with k importance samples from q(z|x) (Burda et al. 2016, eq. 8):
+        log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k."""
+        mean, logvar = self.encoder(x_bin * 2 - 1)
+        log_w = []
+        for start in range(0, k, chunk):
+            m = min(chunk, k - start)
+            z = mean + torch.randn(m, *mean.shape, device=mean.device) * (0.5 * logvar).exp()  # (m, B, D)
+            logits = self.decoder(z.flatten(0, 1)).view(m, *x_bin.shape)
+            log_px = -F.binary_cross_entropy_with_logits(logits, x_bin.expand_as(logits), reduction="none")
+            log_pz = -0.5 * (LOG_2PI + z**2).sum(-1)
+            log_w.append(log_px.flatten(2).sum(-1) + log_pz - gaussian_log_prob(z, mean, logvar))
+        return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
+
+    # ---- training ------------------------------------------------------------------------------
+
+    def kl_weight(self) -> float:
+        if self.kl_warmup_steps <= 0:
+            return 1.0
+        return min(1.0, self.global_step / self.kl_warmup_steps)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, _ = batch
+        _, log_px, kl = self.elbo(binarize(x))
+        loss = -(log_px - self.kl_weight() * kl).mean()
+        self.log_dict({"train/loss": loss, "train/elbo": (log_px - kl).mean(), "train/kl": kl.mean()}, prog_bar=True)
+        return loss
+
+    def _eval_step(self, stage: str, batch, batch_idx: int) -> None:
+        x, _ = batch
+        # a fixed binarisation per batch, so every evaluation scores the same binary images
+        g = torch.Generator(device=x.device).manual_seed(self.eval_seed + batch_idx)
+        x_bin = binarize(x, g)
+        elbo, _, _ = self.elbo(x_bin)
+        self.pixels = x_bin[0].numel()
+        self.metrics[f"{stage}_elbo"].update(elbo)
+        if self.nll_samples[stage] > 0:
+            self.metrics[f"{stage}_nll"].update(self.importance_nll(x_bin, self.nll_samples[stage]))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch, batch_idx)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch, batch_idx)
+
+    def _log_eval(self, stage: str) -> None:
+        elbo = self.metrics[f"{stage}_elbo"].compute()
+        out = {f"{stage}/elbo": elbo, f"{stage}/loss": -elbo}
+        if self.nll_samples[stage] > 0:
+            nll = self.metrics[f"{stage}_nll"].compute()
+            out[f"{stage}/nll"] = nll
+            out[f"{stage}/bpd"] = nll / (self.pixels * math.log(2))  # bits per dimension
+        for metric in self.metrics.values():
+            metric.reset()
+        self.log_dict(out, prog_bar=stage == "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    # ---- generation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        mode: str = "prior",
+        images: torch.Tensor | None = None,
+        steps: int = 8,
+    ) -> torch.Tensor:
+        """Images in [-1, 1] (pixel probabilities, mapped): `prior` draws z ~ N(0, I); `reconstruct`
+        shows each of n/2 images beside its reconstruction; `interpolate` decodes `steps` points on
+        the line between the latent means of image pairs (one row per pair)."""
+        if mode == "prior":
+            z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+            return self._decode(z)
+        if images is None:
+            raise ValueError(f"sample(mode={mode!r}) needs images")
+        images = images.to(self.device)
+        # the encoder was trained on binarised pixels
+        codes = binarize(images, generator) * 2 - 1
+        if mode == "reconstruct":
+            x = images[: max(n // 2, 1)]
+            mean, _ = self.encoder(codes[: len(x)])
+            # (n/2, 2, C, H, W) -> original, reconstruction, original, ...
+            return torch.stack([x, self._decode(mean)], dim=1).flatten(0, 1)
+        if mode == "interpolate":
+            pairs = max(n // steps, 1)
+            mean, _ = self.encoder(codes[: 2 * pairs])
+            a, b = mean[:pairs], mean[pairs : 2 * pairs]
+            t = torch.linspace(0, 1, steps, device=self.device).view(1, steps, 1)
+            z = a[:, None] + t * (b - a)[:, None]  # (pairs, steps, D)
+            return self._decode(z.flatten(0, 1))
+        raise ValueError(f"mode must be prior, reconstruct or interpolate, got {mode!r}")
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z)) * 2 - 1
+
+    def configure_optimizers(self):
+        return self.optimizer(params=self.parameters())

@@ -1,0 +1,109 @@
+"""A hand-written PyTorch training loop for genkit's GPT: the reference genkit is measured against.
+
+Same network (genkit.models.nets.transformer), same cached token ids, same optimiser, schedule
+and clipping as `model=gpt`, but nanoGPT's loop: random windows drawn with torch.randint, no
+Lightning. Run it directly to train nanoGPT's CPU recipe:
+
+    python scripts/raw_gpt_loop.py --steps 2000
+"""
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from genkit.data.text import TextDataModule
+from genkit.models.nets.transformer import Transformer
+
+
+def load_ids(data_root: str | None, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tiny Shakespeare's train and val ids, through genkit's own cache."""
+    dm = TextDataModule(
+        name="tinyshakespeare", tokenizer="char", vocab_size=65, block_size=block_size, root=data_root,
+        files={"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
+        mirrors=["https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"],
+        fractions={"train": 0.9, "val": 0.1},
+    )
+    dm.setup()
+    return torch.from_numpy(dm.ids["train"].astype("int64")), torch.from_numpy(dm.ids["val"].astype("int64"))
+
+
+class RawGPTLoop:
+    """nanoGPT's train.py reduced to its loop; `step()` is one optimiser step."""
+
+    def __init__(self, train_ids, val_ids, *, block_size=64, batch_size=12, n_layer=4, n_head=4, n_embd=128,
+                 lr=1e-3, min_lr=1e-4, warmup=100, total_steps=2000, weight_decay=0.1, device="cpu", seed=1337):
+        torch.manual_seed(seed)
+        self.train_ids, self.val_ids = train_ids.to(device), val_ids.to(device)
+        self.T, self.B, self.device = block_size, batch_size, device
+        self.net = Transformer(65, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=False).to(device)
+        decay = [p for p in self.net.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.net.parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
+        self.lr, self.min_lr, self.warmup, self.total = lr, min_lr, warmup, total_steps
+        self.it = 0
+
+    def lr_at(self, it: int) -> float:
+        if it < self.warmup:
+            return self.lr * (it + 1) / self.warmup
+        progress = min((it - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def batch(self):
+        ix = torch.randint(len(self.train_ids) - self.T - 1, (self.B,), device=self.device)
+        x = torch.stack([self.train_ids[i : i + self.T] for i in ix])
+        y = torch.stack([self.train_ids[i + 1 : i + 1 + self.T] for i in ix])
+        return x, y
+
+    def step(self) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.it)
+        x, y = self.batch()
+        logits, _ = self.net(x)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        self.it += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def val_loss(self) -> float:
+        """Per-token loss over the whole val split in contiguous windows (as genkit evaluates)."""
+        self.net.eval()
+        ids, total, count = self.val_ids, 0.0, 0
+        for start in range(0, len(ids) - 1, self.T * 256):
+            chunk = ids[start : start + self.T * 256 + 1]
+            n = (len(chunk) - 1) // self.T * self.T
+            if n == 0:
+                break
+            x, y = chunk[:n].view(-1, self.T), chunk[1 : n + 1].view(-1, self.T)
+            logits, _ = self.net(x)
+            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+            count += y.numel()
+        self.net.train()
+        return total / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--seed", type=int, default=1337)
+    args = parser.parse_args()
+    train_ids, val_ids = load_ids(args.data_root, 64)
+    loop = RawGPTLoop(train_ids, val_ids, total_steps=args.steps, seed=args.seed)
+    t0 = time.perf_counter()
+    for it in range(1, args.steps + 1):
+        loss = loop.step()
+        if it % 250 == 0 or it == args.steps:
+            print(f"step {it}: train loss {loss:.4f}  {1000 * (time.perf_counter() - t0) / it:.1f} ms/step", flush=True)
+    print(f"val loss {loop.val_loss():.4f} after {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
