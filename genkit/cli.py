@@ -6,11 +6,15 @@ paragraph and exit with status 2.
 """
 
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Callable
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 from rich.console import Console
 
@@ -22,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("genkit.train:train_job", "train a model (default: the GAN on MNIST)"),
     "sample": ("genkit.sample:sample", "generate from a trained checkpoint"),
     "eval": ("genkit.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
+    "bench": ("genkit.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
 }
 
 USAGE = """usage: genkit <command> [key=value ...] [-m] [--cfg job] [--help]
@@ -41,6 +46,26 @@ examples:
 
 # the command line as typed; Hydra is handed argv without the command name
 _ARGV: list[str] = []
+# what Lightning's DDP launcher writes into os.environ of the process that starts the ranks
+_DDP_ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "PL_GLOBAL_SEED")
+_START_ENV = {key: os.environ.get(key) for key in _DDP_ENV_KEYS}
+
+
+def reset_ddp_env() -> None:
+    """Undo what the previous job of a sweep left in os.environ.
+
+    Lightning's DDP launcher sets LOCAL_RANK, WORLD_SIZE, ... in the process that starts the
+    ranks; the next job of the same sweep would take them for an external launcher's and wait
+    for ranks nobody starts. Values that were there when genkit started (torchrun, SLURM, a
+    relaunched rank) are kept.
+    """
+    for key, value in _START_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def pin_relaunch_argv(command: str) -> None:
@@ -87,21 +112,26 @@ def _genkit_cause(err: BaseException | None) -> GenkitError | None:
     return None
 
 
-def fail(message: str) -> None:
+def fail(message: str, exit_code: int = 2) -> None:
     Console(stderr=True, soft_wrap=False).print(f"[bold red]genkit:[/] {message}", highlight=False)
-    sys.exit(2)
+    sys.exit(exit_code)
 
 
 def _task(command: str, fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     def task(cfg: DictConfig):
         pin_relaunch_argv(command)
+        reset_ddp_env()
         try:
             return fn(cfg)
         except Exception as err:
             cause = _genkit_cause(err)
             if cause is None:
                 raise
-            fail(str(cause))
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                # one failed job (a diverging trial, say) must not end the sweep: Hydra records it
+                logging.getLogger("genkit").error("job failed: %s", cause)
+                raise cause from None
+            fail(str(cause), cause.exit_code)
 
     return task
 

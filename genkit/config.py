@@ -25,6 +25,12 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
+def _family(target: str) -> str:
+    """`genkit.models.gan.GAN` -> `gan`: the model family in run names (resolvable in sweeps too,
+    where Hydra's own ${hydra:runtime.choices...} is not yet set)."""
+    return target.rsplit(".", 2)[-2]
+
+
 def register_resolvers() -> None:
     from genkit.pretrained import pretrained_size
 
@@ -32,6 +38,7 @@ def register_resolvers() -> None:
         "auto_precision": _auto_precision,
         "wandb_offline": _wandb_offline,
         "pretrained": pretrained_size,
+        "family": _family,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

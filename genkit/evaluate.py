@@ -52,8 +52,13 @@ def _real_train_images(datamodule: ImageDataModule, n: int, batch_size: int, see
 
 def _test_metrics(model: L.LightningModule, datamodule, precision: str) -> dict[str, float]:
     trainer = L.Trainer(
-        accelerator="auto", devices=1, precision=precision, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="auto",
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.test(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -85,7 +90,11 @@ def evaluate(cfg: DictConfig) -> dict:
         datamodule = build_datamodule(cfg)
         datamodule.setup()
         results = {"source": f"real {datamodule.name} training images", "n_samples": cfg.n_samples}
-        results.update(_image_scores(cfg, datamodule, lambda: _real_train_images(datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)))
+        results.update(
+            _image_scores(
+                cfg, datamodule, lambda: _real_train_images(datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)
+            )
+        )
         out = Path(cfg.out or Path(cfg.paths.log_dir) / f"eval_real_{datamodule.name}.json")
     else:
         path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
@@ -98,7 +107,9 @@ def evaluate(cfg: DictConfig) -> dict:
         if isinstance(datamodule, ImageDataModule):
             model.to(_device()).eval()
             results["n_samples"] = cfg.n_samples
-            results.update(_image_scores(cfg, datamodule, lambda: _generated(model, cfg.n_samples, cfg.batch_size, cfg.seed)))
+            results.update(
+                _image_scores(cfg, datamodule, lambda: _generated(model, cfg.n_samples, cfg.batch_size, cfg.seed))
+            )
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         out = Path(cfg.out or run_dir / "eval.json")
     results["seconds"] = round(time.perf_counter() - t0, 1)

@@ -4,11 +4,12 @@ import logging
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from genkit.build import build
 from genkit.checkpoints import LAST, resolve_checkpoint
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, Interrupted
 
 log = logging.getLogger("genkit")
 
@@ -25,11 +26,13 @@ class _LastValidation(L.Callback):
 
 
 def resume_path(cfg: DictConfig) -> Path | None:
-    """`resume=<run dir or ckpt>` if given, else this run directory's own last.ckpt if it exists."""
+    """`resume=<run dir or ckpt>` if given, else this run directory's newest state: its last.ckpt,
+    or the hpc_ckpt_*.ckpt that Lightning writes when SLURM signals a requeue, if newer."""
     if cfg.get("resume"):
         return resolve_checkpoint(cfg.resume, cfg.paths.log_dir)
-    own = Path(cfg.paths.output_dir) / "checkpoints" / LAST
-    return own if own.is_file() else None
+    run_dir = Path(cfg.paths.output_dir)
+    candidates = [p for p in (run_dir / "checkpoints" / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
 def _scalars(trainer: L.Trainer) -> dict[str, float]:
@@ -45,7 +48,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Resuming from %s", ckpt)
     last_validation = _LastValidation()
     trainer.callbacks.append(last_validation)
-    trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=ckpt)
+    try:
+        trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=ckpt)
+    except SIGTERMException:
+        raise Interrupted(
+            f"Training was stopped by SIGTERM at step {trainer.global_step}; its state is saved in "
+            f"{Path(cfg.paths.output_dir) / 'checkpoints' / LAST}. Run the same command again to resume."
+        ) from None
     metrics = _scalars(trainer)
     # runs that stop between validations (max_steps mid-epoch) still end with val metrics
     if last_validation.step != trainer.global_step and trainer.limit_val_batches != 0 and not trainer.interrupted:

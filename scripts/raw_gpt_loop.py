@@ -21,7 +21,11 @@ from genkit.models.nets.transformer import Transformer
 def load_ids(data_root: str | None, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Tiny Shakespeare's train and val ids, through genkit's own cache."""
     dm = TextDataModule(
-        name="tinyshakespeare", tokenizer="char", vocab_size=65, block_size=block_size, root=data_root,
+        name="tinyshakespeare",
+        tokenizer="char",
+        vocab_size=65,
+        block_size=block_size,
+        root=data_root,
         files={"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
         mirrors=["https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"],
         fractions={"train": 0.9, "val": 0.1},
@@ -33,17 +37,38 @@ def load_ids(data_root: str | None, block_size: int) -> tuple[torch.Tensor, torc
 class RawGPTLoop:
     """nanoGPT's train.py reduced to its loop; `step()` is one optimiser step."""
 
-    def __init__(self, train_ids, val_ids, *, block_size=64, batch_size=12, n_layer=4, n_head=4, n_embd=128,
-                 lr=1e-3, min_lr=1e-4, warmup=100, total_steps=2000, weight_decay=0.1, device="cpu", seed=1337):
+    def __init__(
+        self,
+        train_ids,
+        val_ids,
+        *,
+        vocab_size=65,
+        block_size=64,
+        batch_size=12,
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        dropout=0.0,
+        bias=False,
+        lr=1e-3,
+        min_lr=1e-4,
+        warmup=100,
+        total_steps=2000,
+        weight_decay=0.1,
+        betas=(0.9, 0.99),
+        device="cpu",
+        seed=1337,
+    ):
         torch.manual_seed(seed)
         self.train_ids, self.val_ids = train_ids.to(device), val_ids.to(device)
         self.T, self.B, self.device = block_size, batch_size, device
-        self.net = Transformer(65, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=False).to(device)
+        self.net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout, bias=bias).to(device)
         decay = [p for p in self.net.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.net.parameters() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
+        self.opt = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device != "cpu")
         self.lr, self.min_lr, self.warmup, self.total = lr, min_lr, warmup, total_steps
+        self.device_type = torch.device(device).type
         self.it = 0
 
     def lr_at(self, it: int) -> float:
@@ -54,16 +79,17 @@ class RawGPTLoop:
 
     def batch(self):
         ix = torch.randint(len(self.train_ids) - self.T - 1, (self.B,), device=self.device)
-        x = torch.stack([self.train_ids[i : i + self.T] for i in ix])
-        y = torch.stack([self.train_ids[i + 1 : i + 1 + self.T] for i in ix])
-        return x, y
+        window = ix[:, None] + torch.arange(self.T + 1, device=self.device)  # (B, T+1)
+        chunk = self.train_ids[window]
+        return chunk[:, :-1], chunk[:, 1:]
 
     def step(self) -> float:
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.it)
         x, y = self.batch()
-        logits, _ = self.net(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.device_type == "cuda"):
+            logits, _ = self.net(x)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)

@@ -72,3 +72,44 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
         text=True,
         timeout=timeout,
     )
+
+
+class BatchRecorder:
+    """A callback that appends a fingerprint of every training batch to a file."""
+
+    def __new__(cls, path: str):
+        import lightning as L
+
+        class _Recorder(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                with open(path, "a") as f:
+                    f.write(f"{trainer.global_step} {float(batch[0].float().sum()):.3f}\n")
+
+        return _Recorder()
+
+
+class PoisonWeights:
+    """A callback that puts a NaN into the model's weights at a given step."""
+
+    def __new__(cls, at_step: int):
+        import lightning as L
+        import torch
+
+        class _Poison(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if trainer.global_step == at_step:
+                    with torch.no_grad():
+                        next(pl_module.parameters()).fill_(float("nan"))
+
+        return _Poison()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

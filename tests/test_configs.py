@@ -23,9 +23,8 @@ def test_every_model_and_data_option_is_covered():
 
 @pytest.mark.parametrize("model,data", PAIRS)
 def test_pairs_instantiate(tmp_path, tiny_data_root, model, data):
-    overrides = [f"model={model}", f"data={data}", f"data.root={tiny_data_root}"]
-    if data == "text":
-        overrides.append(f"data.path={tmp_path}")
+    overrides = [f"model={model}", f"data={data}"]
+    overrides.append(f"data.path={tmp_path}" if data == "text" else f"data.root={tiny_data_root}")
     parts = build(make_cfg(tmp_path, *overrides))
     assert parts.trainer is not None and parts.model is not None and parts.datamodule is not None
 

@@ -112,3 +112,15 @@ def test_shared_tinyshakespeare_is_65_characters(tmp_path):
     dm = text_module(tmp_path, "data=tinyshakespeare", f"data.root={SHARED_DATA}")
     assert dm.tokenizer.vocab_size == 65
     assert len(dm.ids["train"]) == 1_003_854 and len(dm.ids["val"]) == 111_540
+
+
+def test_training_windows_are_the_same_from_numpy_and_from_a_tensor():
+    """The GPU-resident path (a torch tensor) yields the batches of the memory-mapped path."""
+    from genkit.data.text import TrainWindows
+
+    ids = np.arange(1000, dtype=np.uint16)
+    torch.manual_seed(0)
+    a = TrainWindows(ids, 16).__getitems__([0, 5, 61])
+    torch.manual_seed(0)
+    b = TrainWindows(torch.from_numpy(ids.astype(np.int64)), 16).__getitems__([0, 5, 61])
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))

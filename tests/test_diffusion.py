@@ -11,8 +11,14 @@ SMALL_UNET = ("model=diffusion", "model.net.base=8", "model.sample_steps=3", "mo
 
 @pytest.mark.parametrize("schedule,objective", [("linear", "eps"), ("cosine", "v")])
 def test_diffusion_trains(tmp_path, tiny_data_root, schedule, objective):
-    cfg = make_cfg(tmp_path, *SMALL_UNET, f"model.schedule={schedule}", f"model.objective={objective}",
-                   f"data.root={tiny_data_root}", *TINY_IMAGE_RUN)
+    cfg = make_cfg(
+        tmp_path,
+        *SMALL_UNET,
+        f"model.schedule={schedule}",
+        f"model.objective={objective}",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN,
+    )
     metrics = train(cfg)
     run = tmp_path / "outputs" / "run"
     assert (run / "checkpoints" / "last.ckpt").is_file() and list((run / "samples").glob("*.png"))

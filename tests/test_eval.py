@@ -39,8 +39,15 @@ def test_eval_cli_writes_json(tmp_path, tiny_data_root, model):
     extra = ["model.test_nll_samples=8"] if model == "vae" else []
     train(make_cfg(tmp_path, f"model={model}", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, *extra))
     run = tmp_path / "outputs" / "run"
-    out = run_cli("eval", f"ckpt={run}", "n_samples=64", "batch_size=32", "classifier_epochs=1", cwd=tmp_path,
-                  env={"GENKIT_DATA_DIR": str(tiny_data_root), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    out = run_cli(
+        "eval",
+        f"ckpt={run}",
+        "n_samples=64",
+        "batch_size=32",
+        "classifier_epochs=1",
+        cwd=tmp_path,
+        env={"GENKIT_DATA_DIR": str(tiny_data_root), "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((run / "eval.json").read_text())
     assert result["fid_clf"] >= 0 and result["is_clf"] >= 1
@@ -50,12 +57,22 @@ def test_eval_cli_writes_json(tmp_path, tiny_data_root, model):
 @pytest.mark.slow
 @needs_shared("mnist")
 def test_real_vs_real_fid_is_near_zero(tmp_path):
-    out = run_cli("eval", "real=true", "data=mnist", "n_samples=5000", "classifier_epochs=1", f"out={tmp_path}/r.json",
-                  cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=900)
+    out = run_cli(
+        "eval",
+        "real=true",
+        "data=mnist",
+        "n_samples=5000",
+        "classifier_epochs=1",
+        f"out={tmp_path}/r.json",
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["classifier"]["test_accuracy"] > 0.98
-    assert result["fid_clf"] < 1.0
+    # MNIST's train and test writers differ a little; generated digits score tens to hundreds
+    assert result["fid_clf"] < 5.0
 
 
 @pytest.mark.slow
@@ -64,8 +81,16 @@ def test_train_vae_then_eval_cli(tmp_path):
     run = tmp_path / "run"
     out = run_cli("train", "model=vae", "data=mnist", "++trainer.max_steps=30", f"hydra.run.dir={run}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    out = run_cli("eval", f"ckpt={run}/checkpoints/last.ckpt", "n_samples=500", "nll_samples=10", "classifier_epochs=1",
-                  cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=900)
+    out = run_cli(
+        "eval",
+        f"ckpt={run}/checkpoints/last.ckpt",
+        "n_samples=500",
+        "nll_samples=10",
+        "classifier_epochs=1",
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((run / "eval.json").read_text())
     assert "fid_clf" in result and result["test/nll"] > 0

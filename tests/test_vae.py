@@ -14,8 +14,15 @@ def vae(tmp_path):
 
 
 def test_vae_trains_and_reports_nats(tmp_path, tiny_data_root):
-    cfg = make_cfg(tmp_path, "model=vae", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "test=true",
-                   "model.test_nll_samples=16", "model.kl_warmup_steps=10")
+    cfg = make_cfg(
+        tmp_path,
+        "model=vae",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN,
+        "test=true",
+        "model.test_nll_samples=16",
+        "model.kl_warmup_steps=10",
+    )
     metrics = train(cfg)
     run = tmp_path / "outputs" / "run"
     assert (run / "checkpoints" / "last.ckpt").is_file() and list((run / "samples").glob("*.png"))

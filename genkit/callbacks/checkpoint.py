@@ -1,10 +1,17 @@
 """Checkpoints every N steps, the newest `keep` of them, plus `last.ckpt` whenever training stops."""
 
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+
+# exceptions that stop a healthy run: its state is worth saving (unlike a NaN or a crash)
+INTERRUPTIONS = (SIGTERMException, KeyboardInterrupt)
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -23,11 +30,29 @@ class RunCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def save_last_now(self, trainer: L.Trainer) -> None:
+        """Write last.ckpt for the current step, unless it was just written."""
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args, **kwargs) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        # Save the final step here, not in on_train_end: by then Lightning has closed the epoch,
+        # and a run resumed from that state would skip the rest of a half-trained epoch.
+        if 0 < trainer.max_steps <= trainer.global_step:
+            self.save_last_now(trainer)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning only writes last.ckpt here if no checkpoint was saved at all; a run that
         # stops between two intervals must still leave its final state in last.ckpt.
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self.save_last_now(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # SIGTERM (preemption, scancel, kill) and Ctrl-C stop at a batch boundary: save there.
+        # Errors (NaN loss, crashes) keep the last good checkpoint instead.
+        if isinstance(exception, INTERRUPTIONS):
+            self.save_last_now(trainer)
 
 
 class ConfigInCheckpoint(L.Callback):
@@ -40,3 +65,36 @@ class ConfigInCheckpoint(L.Callback):
         from genkit import __version__
 
         checkpoint["genkit"] = {"version": __version__, "config": self.config}
+
+
+class RNGStateInCheckpoint(L.Callback):
+    """Saves the random number generators with each checkpoint and restores them on resume, so a
+    resumed run draws the same noise, dropout masks and windows as an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        # numpy's state as a tensor and plain values: checkpoints load with torch.load(weights_only=True)
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+        state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._to_restore = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = getattr(self, "_to_restore", None)
+        if state is None:
+            return
+        if trainer.world_size > 1:
+            # the checkpoint holds rank 0's generators; other ranks get their own stream
+            torch.manual_seed(int(state["torch"][:8].sum().item()) + trainer.global_rank)
+        else:
+            torch.set_rng_state(state["torch"])
+            name, keys, pos, has_gauss, cached = state["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            random.setstate(state["python"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+        self._to_restore = None

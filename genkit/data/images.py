@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genkit.data.batching import keep_batch
+from genkit.data.batching import data_device, device_batch_size, eval_indices, keep_batch, train_batches
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx
 from genkit.errors import GenkitError
@@ -34,7 +34,7 @@ class ImageTensors(Dataset):
         return self.images[i].float() / 127.5 - 1.0, self.labels[i]
 
     def __getitems__(self, indices: Sequence[int]):
-        idx = torch.as_tensor(indices)
+        idx = torch.as_tensor(indices, device=self.images.device)
         return self.images[idx].float() / 127.5 - 1.0, self.labels[idx]
 
 
@@ -56,6 +56,8 @@ class ImageDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 500,
         num_workers: int = 0,
+        max_device_batch: int | None = None,
+        on_device: str | bool = "auto",
         channels: int = 1,
         image_size: int = 28,
         num_classes: int = 10,
@@ -66,7 +68,7 @@ class ImageDataModule(L.LightningDataModule):
         self.folder = resolve_root(root) / (folder or name)
         self.val_size, self.split_seed = val_size, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers = num_workers
+        self.num_workers, self.max_device_batch, self.on_device = num_workers, max_device_batch, on_device
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
         self.train_set = self.val_set = self.test_set = None
 
@@ -100,6 +102,10 @@ class ImageDataModule(L.LightningDataModule):
                 raise GenkitError(f"data.val_size={self.val_size} must be below the {len(images)} images")
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
             val, train = order[: self.val_size], order[self.val_size :]
+            device = data_device(self.trainer, self.on_device, images.numel())
+            if device is not None:  # one uint8 copy on the GPU; batches are gathered and scaled there
+                images, labels = images.to(device), labels.to(device)
+                train, val = train.to(device), val.to(device)
             self.train_set = ImageTensors(images[train], labels[train])
             self.val_set = ImageTensors(images[val], labels[val])
         if stage in ("test", "predict", None) and self.test_set is None:
@@ -111,31 +117,31 @@ class ImageDataModule(L.LightningDataModule):
             self.setup("fit")
         return self.val_set.__getitems__(range(min(n, len(self.val_set))))[0]
 
-    def _per_device(self, batch_size: int) -> int:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if batch_size % world:
-            raise GenkitError(
-                f"The global batch size {batch_size} does not split evenly over {world} processes; "
-                f"choose data.batch_size as a multiple of {world}."
-            )
-        return batch_size // world
-
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self._per_device(batch_size),
-            shuffle=train,
-            drop_last=train,
-            num_workers=self.num_workers,
-            collate_fn=keep_batch,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _workers(self) -> int:
+        # worker processes cannot index tensors that live on the GPU
+        return 0 if self.train_set is not None and self.train_set.images.is_cuda else self.num_workers
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, train=True)
+        batch = device_batch_size(self.trainer, self.batch_size, self.max_device_batch)
+        return DataLoader(
+            self.train_set,
+            batch_sampler=train_batches(self.trainer, len(self.train_set), batch, self.split_seed),
+            num_workers=self._workers(),
+            collate_fn=keep_batch,
+            persistent_workers=self._workers() > 0,
+        )
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=device_batch_size(self.trainer, self.eval_batch_size),
+            sampler=eval_indices(self.trainer, len(dataset)),
+            num_workers=self._workers(),
+            collate_fn=keep_batch,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, train=False)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, train=False)
+        return self._eval_loader(self.test_set)

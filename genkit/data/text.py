@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genkit.data.batching import keep_batch
+from genkit.data.batching import data_device, device_batch_size, eval_indices, keep_batch, train_batches
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer
 from genkit.errors import GenkitError
@@ -33,22 +33,28 @@ IGNORE_INDEX = -1
 
 
 class TrainWindows(Dataset):
-    """Windows of block_size + 1 tokens; window i starts at i * T plus a random offset in [0, T)."""
+    """Windows of block_size + 1 tokens; window i starts at i * T plus a random offset in [0, T).
 
-    def __init__(self, ids: np.ndarray, block_size: int):
+    ids is a numpy array (memory-mapped cache) or a torch tensor already on the GPU.
+    """
+
+    def __init__(self, ids: np.ndarray | torch.Tensor, block_size: int):
         if len(ids) < block_size + 2:
             raise GenkitError(f"The training split has {len(ids)} tokens, fewer than block_size + 2.")
         self.ids, self.block_size = ids, block_size
-        self.offsets = np.arange(block_size + 1)
+        self.offsets = torch.arange(block_size + 1)
 
     def __len__(self) -> int:
         return (len(self.ids) - 1) // self.block_size
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         T = self.block_size
-        starts = torch.as_tensor(indices) * T + torch.randint(0, T, (len(indices),))
-        starts = starts.clamp(max=len(self.ids) - T - 1).numpy()
-        chunk = torch.from_numpy(self.ids[starts[:, None] + self.offsets].astype(np.int64))  # (B, T+1)
+        starts = (torch.as_tensor(indices) * T + torch.randint(0, T, (len(indices),))).clamp(max=len(self.ids) - T - 1)
+        if isinstance(self.ids, torch.Tensor):  # on the GPU: only the B start positions cross over
+            starts = starts.to(self.ids.device)
+            chunk = self.ids[starts[:, None] + self.offsets.to(self.ids.device)]  # (B, T+1)
+        else:
+            chunk = torch.from_numpy(self.ids[(starts[:, None] + self.offsets).numpy()].astype(np.int64))
         return chunk[:, :-1], chunk[:, 1:]
 
     def __getitem__(self, i: int):
@@ -119,6 +125,9 @@ class TextDataModule(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 0,
+        max_device_batch: int | None = None,
+        on_device: str | bool = "auto",
+        seed: int = 12345,
         token_unit: str | None = None,
     ):
         super().__init__()
@@ -135,6 +144,7 @@ class TextDataModule(L.LightningDataModule):
         self.folder = resolve_root(root) / (folder or name)
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "tokens"
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.max_device_batch, self.on_device, self.seed = max_device_batch, on_device, seed
         self.token_unit = token_unit or tokenizer
         self.tokenizer = None
         self.ids: dict[str, np.ndarray] = {}
@@ -224,33 +234,29 @@ class TextDataModule(L.LightningDataModule):
 
     # ---- loaders ------------------------------------------------------------------------------
 
-    def _per_device(self, batch_size: int) -> int:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if batch_size % world:
-            raise GenkitError(
-                f"The global batch size {batch_size} does not split evenly over {world} processes; "
-                f"choose data.batch_size as a multiple of {world}."
-            )
-        return batch_size // world
-
     def _split(self, split: str) -> np.ndarray:
         return self.ids[split] if split in self.ids else self.ids["val"]
 
     def train_dataloader(self) -> DataLoader:
+        ids = self.ids["train"]
+        device = data_device(self.trainer, self.on_device, len(ids) * 8)
+        if device is not None:  # the token stream on the GPU: windows are gathered there
+            ids = torch.from_numpy(np.asarray(ids).astype(np.int64)).to(device)
+        windows = TrainWindows(ids, self.block_size)
+        batch = device_batch_size(self.trainer, self.batch_size, self.max_device_batch)
         return DataLoader(
-            TrainWindows(self.ids["train"], self.block_size),
-            batch_size=self._per_device(self.batch_size),
-            shuffle=True,
-            drop_last=True,
-            num_workers=self.num_workers,
+            windows,
+            batch_sampler=train_batches(self.trainer, len(windows), batch, self.seed),
+            num_workers=0 if device is not None else self.num_workers,
             collate_fn=keep_batch,
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
+        windows = EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id)
         return DataLoader(
-            EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id),
-            batch_size=self._per_device(self.eval_batch_size),
-            shuffle=False,
+            windows,
+            batch_size=device_batch_size(self.trainer, self.eval_batch_size),
+            sampler=eval_indices(self.trainer, len(windows)),
             num_workers=self.num_workers,
             collate_fn=keep_batch,
         )

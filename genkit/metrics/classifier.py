@@ -35,8 +35,12 @@ class DomainClassifier(nn.Module):
 
         def block(c_in: int, c_out: int) -> list[nn.Module]:
             return [
-                nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),
             ]
 
@@ -101,7 +105,12 @@ def train_classifier(datamodule: ImageDataModule, epochs: int, device) -> tuple[
             loss.backward()
             opt.step()
             sched.step()
-        log.info("classifier epoch %d/%d: val accuracy %.4f", epoch + 1, epochs, accuracy(model, datamodule.val_dataloader(), device))
+        log.info(
+            "classifier epoch %d/%d: val accuracy %.4f",
+            epoch + 1,
+            epochs,
+            accuracy(model, datamodule.val_dataloader(), device),
+        )
     return model, accuracy(model, datamodule.test_dataloader(), device)
 
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genkit.models.optim import build_optimizer
+
 
 def beta_schedule(kind: str, timesteps: int) -> torch.Tensor:
     if kind == "linear":
@@ -144,6 +146,11 @@ class Diffusion(L.LightningModule):
         self.image_shape = tuple(image_shape)
         self.eval_seed = eval_seed
 
+    def compile_networks(self) -> None:
+        """torch.compile the denoisers in place (their state_dict keys do not change)."""
+        self.process.net.compile()
+        self.ema_net.compile()
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, _ = batch
         loss = self.process(x)
@@ -191,4 +198,4 @@ class Diffusion(L.LightningModule):
         return x.clamp(-1, 1)
 
     def configure_optimizers(self):
-        return self.optimizer(params=self.process.net.parameters())
+        return build_optimizer(self.optimizer, self.process.net.parameters())

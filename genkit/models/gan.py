@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genkit.models.optim import build_optimizer
+
 LOSSES = ("non_saturating", "hinge")
 
 
@@ -30,6 +32,9 @@ def _no_closure() -> None:
 
 
 class GAN(L.LightningModule):
+    # each backward pass reaches only one network: under DDP the other's gradients never arrive
+    ddp_find_unused_parameters = True
+
     def __init__(
         self,
         generator: nn.Module,
@@ -49,6 +54,11 @@ class GAN(L.LightningModule):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
+
+    def compile_networks(self) -> None:
+        """torch.compile both networks in place (their state_dict keys do not change)."""
+        self.generator.compile()
+        self.discriminator.compile()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -77,10 +87,13 @@ class GAN(L.LightningModule):
         # discriminator through the strategy keeps one step = one batch = one generator update.
         self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
 
+        # the generator's step needs no gradients for the discriminator's weights
+        self.toggle_optimizer(opt_g)
         g_loss = generator_loss(self.loss, self.discriminator(fake))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
+        self.untoggle_optimizer(opt_g)
 
         self.log_dict({f"train/{k}": v for k, v in d.items()}, prog_bar=True)
         self.log("train/g_loss", g_loss, prog_bar=True)
@@ -99,6 +112,6 @@ class GAN(L.LightningModule):
 
     def configure_optimizers(self):
         return [
-            self.optimizer_g(params=self.generator.parameters()),
-            self.optimizer_d(params=self.discriminator.parameters()),
+            build_optimizer(self.optimizer_g, self.generator.parameters()),
+            build_optimizer(self.optimizer_d, self.discriminator.parameters()),
         ]

@@ -1,0 +1,233 @@
+"""`genkit bench`: steady-state training throughput of a configuration, optionally against the
+hand-written PyTorch loops in scripts/ run in the same process.
+
+It runs the real training step of the configured module on the configured data path (the same
+parts `genkit train` builds), times `steps` steps after `warmup` steps, and reports steps/s,
+samples/s or tokens/s, peak memory, and on CUDA the model FLOPs utilisation (MFU) against the
+device's dense bf16 peak.
+"""
+
+import importlib.util
+import json
+import logging
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+import genkit
+from genkit.build import build, build_trainer
+from genkit.errors import GenkitError
+
+log = logging.getLogger("genkit")
+
+# dense bf16 tensor-core peaks (FLOP/s), by device name
+PEAK_BF16 = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "GH200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+}
+SCRIPTS = Path(genkit.__file__).resolve().parents[1] / "scripts"
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16.items() if key in name), None)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepClock(L.Callback):
+    """Wall time from the end of step `warmup` to the end of the last step (synchronised once at
+    each end, so the CPU may run ahead of the GPU as in training)."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.start = self.end = 0.0
+        self.steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        done = trainer.global_step
+        if done == self.warmup:
+            _sync(pl_module.device)
+            self.start = time.perf_counter()
+        elif done == trainer.max_steps:
+            _sync(pl_module.device)
+            self.end = time.perf_counter()
+            self.steps = done - self.warmup
+
+
+def gpt_flops_per_token(net, block_size: int) -> float:
+    """6N + 12 L T d per token (Kaplan et al. 2020; PaLM's appendix B), N without position embeddings."""
+    n = sum(p.numel() for p in net.parameters()) - net.wpe.weight.numel()
+    return 6 * n + 12 * net.n_layer * block_size * net.n_embd
+
+
+def _load_script(name: str):
+    path = SCRIPTS / f"{name}.py"
+    if not path.is_file():
+        raise GenkitError(f"The reference loop {path} is not there: compare=true needs a genkit source checkout.")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def raw_loop(cfg: DictConfig, model, datamodule, device: torch.device):
+    """The hand-written loop of scripts/ for this model family with the same sizes, or None."""
+    family = cfg.model._target_.rsplit(".", 1)[-1]
+    if family == "GAN":
+        module = _load_script("raw_gan_loop")
+        g = cfg.model.generator
+        return module.RawGANLoop(
+            datamodule.train_set.images.to(device),
+            batch_size=cfg.data.batch_size,
+            latent_dim=g.latent_dim,
+            width=g.width,
+            lr=cfg.model.optimizer_g.lr,
+            loss=cfg.model.loss,
+            device=device,
+        )
+    if family == "GPT":
+        module = _load_script("raw_gpt_loop")
+        net, opt = cfg.model.net, cfg.model.optimizer
+        ids = {k: torch.from_numpy(datamodule.ids[k].astype("int64")) for k in ("train", "val")}
+        return module.RawGPTLoop(
+            ids["train"],
+            ids["val"],
+            vocab_size=net.vocab_size,
+            block_size=net.block_size,
+            batch_size=cfg.data.batch_size,
+            n_layer=net.n_layer,
+            n_head=net.n_head,
+            n_embd=net.n_embd,
+            dropout=net.dropout,
+            bias=net.bias,
+            lr=opt.lr,
+            betas=tuple(opt.betas),
+            weight_decay=opt.weight_decay,
+            device=device,
+        )
+    return None
+
+
+def time_genkit(cfg: DictConfig, parts, warmup: int, steps: int) -> float:
+    clock = StepClock(warmup)
+    trainer = build_trainer(
+        cfg,
+        model=parts.model,
+        callbacks=[clock],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_steps=warmup + steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        val_check_interval=None,
+        check_val_every_n_epoch=None,
+    )
+    trainer.fit(parts.model, datamodule=parts.datamodule)
+    return clock.steps / (clock.end - clock.start)
+
+
+def time_raw(loop, device: torch.device, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        loop.step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loop.step()
+    _sync(device)
+    return steps / (time.perf_counter() - start)
+
+
+def bench(cfg: DictConfig) -> dict:
+    parts = build(cfg, with_trainer=False)
+    model, datamodule = parts.model, parts.datamodule
+    per_step = {"text": cfg.data.batch_size * cfg.data.get("block_size", 0), "images": cfg.data.batch_size}
+    kind = "text" if hasattr(datamodule, "decode_batch") else "images"
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    genkit_rates, raw_rates = [], []
+    loop = None
+    for round_ in range(cfg.rounds):
+        genkit_rates.append(time_genkit(cfg, parts, cfg.warmup, cfg.steps))
+        device = model.device
+        if cfg.compare and round_ == 0:
+            loop = raw_loop(cfg, model, datamodule, device)
+            if loop is None and cfg.compare is True:
+                raise GenkitError(
+                    f"There is no hand-written reference loop for {cfg.model._target_} (gan and gpt have one)."
+                )
+        if loop is not None:
+            raw_rates.append(time_raw(loop, device, cfg.warmup, cfg.steps))
+        log.info(
+            "round %d: genkit %.2f steps/s%s",
+            round_ + 1,
+            genkit_rates[-1],
+            f", raw loop {raw_rates[-1]:.2f} steps/s" if raw_rates else "",
+        )
+
+    steps_per_s = statistics.median(genkit_rates)
+    result = {
+        "model": cfg.model._target_,
+        "data": cfg.data.name,
+        "device": str(model.device),
+        "device_name": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "cpu",
+        "precision": str(cfg.trainer.precision),
+        "compile": bool(cfg.trainer.get("compile")),
+        "batch_size": cfg.data.batch_size,
+        "steps": cfg.steps,
+        "warmup": cfg.warmup,
+        "rounds": cfg.rounds,
+        "steps_per_s": steps_per_s,
+        f"{'tokens' if kind == 'text' else 'samples'}_per_s": steps_per_s * per_step[kind],
+        "seconds_per_epoch": len(datamodule.train_dataloader()) / steps_per_s if kind == "images" else None,
+    }
+    if model.device.type == "cuda":
+        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(model.device) / 2**30
+    else:
+        result["peak_rss_gb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss0) / 2**20
+    peak = peak_flops(model.device)
+    if kind == "text" and hasattr(model, "net") and peak:
+        flops = gpt_flops_per_token(model.net, cfg.data.block_size) * result["tokens_per_s"]
+        result["mfu"] = flops / peak
+    if raw_rates:
+        result["raw_steps_per_s"] = statistics.median(raw_rates)
+        result["ratio_to_raw"] = steps_per_s / result["raw_steps_per_s"]
+        result["rounds_genkit"], result["rounds_raw"] = genkit_rates, raw_rates
+    out = Path(cfg.out or Path(cfg.paths.output_dir) / "bench.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    _print(result, out)
+    return result
+
+
+def _print(result: dict, out: Path) -> None:
+    table = Table(title=f"genkit bench -> {out}", show_header=False)
+    for key, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, list):
+            value = ", ".join(f"{v:.3g}" for v in value)
+        table.add_row(key, str(value))
+    Console().print(table)

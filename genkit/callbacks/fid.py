@@ -1,0 +1,34 @@
+"""Logs val/fid_clf at every validation: generated images against validation images, scored on
+the data set's cached domain classifier. It gives GAN sweeps a metric that measures samples."""
+
+import lightning as L
+import torch
+
+from genkit.metrics.classifier import domain_classifier
+from genkit.metrics.image_scores import classifier_scores
+
+
+class ValidationFID(L.Callback):
+    def __init__(self, n_samples: int = 1000, batch_size: int = 250, classifier_epochs: int = 4, seed: int = 0):
+        self.n_samples, self.batch_size = n_samples, batch_size
+        self.classifier_epochs, self.seed = classifier_epochs, seed
+        self.classifier = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        datamodule = trainer.datamodule
+        if self.classifier is None:
+            self.classifier, _ = domain_classifier(datamodule, device=pl_module.device, epochs=self.classifier_epochs)
+        n = min(self.n_samples, len(datamodule.val_set))
+        real = datamodule.sample_images(n).split(self.batch_size)
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            fake = [pl_module.sample(len(b), generator=generator) for b in real]
+        finally:
+            pl_module.train(was_training)
+        scores = classifier_scores(self.classifier, real, fake, pl_module.device)
+        pl_module.log("val/fid_clf", scores["fid_clf"])
+        pl_module.log("val/is_clf", scores["is_clf"])

@@ -1,0 +1,22 @@
+"""Building optimizers from their `_partial_` configs, with the fast paths the device offers."""
+
+import inspect
+from collections.abc import Callable, Iterable
+
+import torch
+
+
+def build_optimizer(optimizer: Callable, params: Iterable) -> torch.optim.Optimizer:
+    """optimizer(params=params), fused on CUDA where the optimizer supports it (Adam, AdamW):
+    one kernel for all parameters instead of several per tensor."""
+    params = list(params)
+    first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
+    kwargs = {}
+    target = getattr(optimizer, "func", optimizer)
+    if (
+        first.is_cuda
+        and "fused" in inspect.signature(target).parameters
+        and "fused" not in getattr(optimizer, "keywords", {})
+    ):
+        kwargs["fused"] = True
+    return optimizer(params=params, **kwargs)

@@ -1,0 +1,114 @@
+"""`genkit bench` and the fast paths: it runs and writes JSON for every family (no timing
+assertions here: speed targets live in the benchmark, not in tests)."""
+
+import json
+
+import pytest
+import torch
+
+from genkit.build import build_model
+from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli
+
+FAMILIES = [
+    ("gan", ()),
+    ("vae", ()),
+    ("diffusion", ("model.net.base=8",)),
+]
+
+
+@pytest.mark.parametrize("model,extra", FAMILIES)
+def test_bench_image_families_write_json(tmp_path, tiny_data_root, model, extra):
+    out = run_cli(
+        "bench",
+        f"model={model}",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN[:3],
+        *extra,
+        "steps=3",
+        "warmup=1",
+        "rounds=1",
+        "compare=false",
+        f"out={tmp_path / 'b.json'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["steps_per_s"] > 0 and result["samples_per_s"] == pytest.approx(16 * result["steps_per_s"])
+    assert result["seconds_per_epoch"] > 0
+
+
+def test_bench_gpt_against_the_raw_loop(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"benchmark line {i} of a small corpus" for i in range(300)))
+    folder = tmp_path / "data" / "tinyshakespeare"
+    folder.mkdir(parents=True)
+    (folder / "input.txt").write_text(corpus.read_text())
+    out = run_cli(
+        "bench",
+        "model=gpt",
+        "data=tinyshakespeare",
+        f"data.root={tmp_path / 'data'}",
+        "data.block_size=16",
+        "data.batch_size=4",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "model.net.n_layer=1",
+        "steps=3",
+        "warmup=1",
+        "rounds=2",
+        "compare=true",
+        f"out={tmp_path / 'b.json'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["tokens_per_s"] == pytest.approx(64 * result["steps_per_s"])
+    assert result["ratio_to_raw"] > 0 and len(result["rounds_raw"]) == 2
+
+
+def test_bench_gan_against_the_raw_loop(tmp_path, tiny_data_root):
+    out = run_cli(
+        "bench",
+        "model=gan",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN[:3],
+        "steps=3",
+        "warmup=1",
+        "rounds=1",
+        f"out={tmp_path / 'b.json'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "b.json").read_text())["raw_steps_per_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,data", [("gpt", "ptb"), ("gan", "mnist")])
+def test_compiled_networks_match_and_keep_plain_checkpoint_names(tmp_path, model, data):
+    cfg = make_cfg(tmp_path, f"model={model}", f"data={data}", "trainer.accelerator=cpu")
+    torch.manual_seed(0)
+    plain = build_model(cfg).eval()
+    compiled = build_model(
+        make_cfg(tmp_path, f"model={model}", f"data={data}", "trainer.compile=true", "trainer.accelerator=cpu")
+    ).eval()
+    compiled.load_state_dict(plain.state_dict())
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # no `_orig_mod.` prefixes
+    if model == "gpt":
+        x = torch.randint(0, 10_000, (2, 16))
+        torch.testing.assert_close(compiled.net.hidden(x)[0], plain.net.hidden(x)[0], atol=1e-4, rtol=1e-4)
+    else:
+        z = torch.randn(4, plain.latent_dim)
+        torch.testing.assert_close(compiled.generator(z), plain.generator(z), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_resident_images_give_the_dataloader_batches(tmp_path, tiny_data_root):
+    from hydra.utils import instantiate
+
+    from genkit.data.images import ImageTensors
+
+    dm = instantiate(make_cfg(tmp_path, f"data.root={tiny_data_root}", "data.val_size=16").data)
+    dm.setup()
+    on_gpu = ImageTensors(dm.train_set.images.cuda(), dm.train_set.labels.cuda())
+    for a, b in zip(dm.train_set.__getitems__([3, 1, 4]), on_gpu.__getitems__([3, 1, 4]), strict=True):
+        assert torch.equal(a, b.cpu())

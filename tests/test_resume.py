@@ -1,0 +1,174 @@
+"""Resuming runs and surviving faults: normal stops, kill -9, SIGTERM, SIGUSR1, NaN, corrupt files."""
+
+import csv
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from genkit.checkpoints import AtomicCheckpointIO, load_checkpoint
+from genkit.train import train
+from tests.helpers import REPO, TINY_IMAGE_RUN, make_cfg, run_cli, wait_for
+
+
+def tiny_gan(tmp_path, root, *extra):
+    return make_cfg(tmp_path, f"data.root={root}", *TINY_IMAGE_RUN, *extra)
+
+
+def csv_rows(path) -> list[dict]:
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+def ckpt_step(path) -> int:
+    return load_checkpoint(path)["global_step"]
+
+
+def test_resume_after_normal_stop_continues_at_the_same_step(tmp_path, tiny_data_root):
+    run = tmp_path / "outputs" / "run"
+    train(tiny_gan(tmp_path, tiny_data_root, "trainer.max_steps=6", "trainer.max_epochs=-1"))
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 6
+    rows_before = csv_rows(run / "metrics.csv")
+    train(tiny_gan(tmp_path, tiny_data_root, "trainer.max_steps=10", "trainer.max_epochs=-1"))
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 10
+    rows_after = csv_rows(run / "metrics.csv")
+    # the logger appends (new columns may widen the header; earlier rows keep their values)
+    assert rows_after[: len(rows_before)] == rows_before and len(rows_after) > len(rows_before)
+    assert max(int(r["step"]) for r in rows_after) >= 9
+
+
+def test_resumed_run_sees_exactly_the_unseen_batches(tmp_path, tiny_data_root):
+    """80 training images in batches of 16: 5 batches an epoch; stop at 7 (mid-epoch), resume to 12."""
+    common = ("trainer.max_epochs=-1", "data.split_seed=3")
+    straight = tmp_path / "straight.txt"
+    train(
+        tiny_gan(
+            tmp_path / "a",
+            tiny_data_root,
+            *common,
+            "trainer.max_steps=12",
+            f"+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {straight}}}",
+        )
+    )
+    resumed = tmp_path / "resumed.txt"
+    for steps in (7, 12):
+        train(
+            tiny_gan(
+                tmp_path / "b",
+                tiny_data_root,
+                *common,
+                f"trainer.max_steps={steps}",
+                f"+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {resumed}}}",
+            )
+        )
+    assert resumed.read_text().splitlines() == straight.read_text().splitlines()
+    assert len(straight.read_text().splitlines()) == 12
+
+
+def start_training(tmp_path, root, *extra) -> tuple[subprocess.Popen, object]:
+    run = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "genkit.cli",
+        "train",
+        f"data.root={root}",
+        *TINY_IMAGE_RUN[:3],
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        "trainer.max_steps=100000",
+        "trainer.max_epochs=-1",
+        "callbacks.model_checkpoint.every_n_train_steps=5",
+        "logger=csv",
+        f"hydra.run.dir={run}",
+        *extra,
+    ]
+    log = open(tmp_path / "train.log", "w")
+    return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT), run
+
+
+def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
+    proc, run = start_training(tmp_path, tiny_data_root)
+    try:
+        assert wait_for(lambda: (run / "checkpoints" / "step_0000015.ckpt").exists(), timeout=120)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    saved = ckpt_step(run / "checkpoints" / "last.ckpt")  # loadable: never half-written
+    assert saved >= 15 and saved % 5 == 0
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    out = run_cli(
+        "train",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN[:3],
+        "trainer.accelerator=cpu",
+        f"trainer.max_steps={saved + 3}",
+        "trainer.max_epochs=-1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in out.stdout
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == saved + 3
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGUSR1, 0)])
+def test_signals_save_a_checkpoint_at_the_current_step(tmp_path, tiny_data_root, signum, code):
+    proc, run = start_training(tmp_path, tiny_data_root)
+    assert wait_for(lambda: (run / "checkpoints" / "step_0000010.ckpt").exists(), timeout=120)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == code
+    log = (tmp_path / "train.log").read_text()
+    step = ckpt_step(run / "checkpoints" / "last.ckpt")
+    assert step >= 10
+    if signum == signal.SIGTERM:
+        assert "stopped by SIGTERM" in log and "Traceback" not in log
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data_root):
+    out = run_cli(
+        "train",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN[:3],
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=50",
+        "trainer.max_epochs=-1",
+        "callbacks.model_checkpoint.every_n_train_steps=5",
+        "+callbacks.poison={_target_: tests.helpers.PoisonWeights, at_step: 7}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO)},
+    )
+    assert out.returncode == 2
+    assert "became nan at step 8" in out.stderr.replace("\n", " ") and "Traceback" not in out.stderr
+    good = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert good["global_step"] == 5
+    assert all(torch.isfinite(t).all() for t in good["state_dict"].values())
+
+
+def test_corrupt_last_checkpoint_is_named_on_resume(tmp_path, tiny_data_root):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    out = run_cli("train", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "last.ckpt cannot be read" in out.stderr.replace("\n", "")
+
+
+def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(target)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

@@ -1,0 +1,89 @@
+"""Hydra multiruns with the basic launcher, and genkit's Optuna sweeper."""
+
+import pytest
+import yaml
+
+from genkit.checkpoints import load_checkpoint
+from tests.helpers import TINY_IMAGE_RUN, run_cli
+
+
+def test_multirun_of_two_jobs(tmp_path, tiny_data_root):
+    out = run_cli(
+        "train", "-m", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "model.optimizer_g.lr=1e-4,2e-4", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun" / "gan-mnist").iterdir()
+    lrs = []
+    for job in ("0", "1"):
+        ckpt = load_checkpoint(sweep / job / "checkpoints" / "last.ckpt")
+        lrs.append(ckpt["genkit"]["config"]["model"]["optimizer_g"]["lr"])
+    assert lrs == [1e-4, 2e-4]
+
+
+@pytest.mark.slow
+def test_optuna_sweep_of_three_trials(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"a tiny corpus line {i % 17} for the sweep" for i in range(400)))
+    out = run_cli(
+        "train",
+        "-m",
+        "hparams_search=gpt_ptb_optuna",
+        "model=gpt",
+        "data=text",
+        f"data.path={corpus}",
+        "data.vocab_size=300",
+        "data.block_size=16",
+        "data.batch_size=8",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "model.net.n_layer=1",
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=4",
+        "trainer.accelerator=cpu",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.seed=0",
+        "hydra.sweeper.params={model.optimizer.lr: 'tag(log, interval(1e-4, 1e-2))', model.net.n_embd: 'choice(32, 64)'}",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun" / "gpt-text").iterdir()
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert sum(result["trials"].values()) == 3
+    # the command line replaced two of the example's four parameters
+    assert result["best_value"] > 1 and len(result["best_params"]) == 4
+    assert result["best_params"]["model.net.n_embd"] in (32, 64)
+    assert (sweep / "optuna.db").is_file()
+
+
+class _FakeStrategy:
+    def broadcast(self, value):
+        return value
+
+
+class _FakeTrainer:
+    def __init__(self, value, step):
+        import torch
+
+        self.callback_metrics = {"val/ppl": torch.tensor(value)}
+        self.global_step, self.sanity_checking, self.is_global_zero = step, False, True
+        self.strategy = _FakeStrategy()
+
+
+def test_pruning_stops_a_trial_worse_than_the_median(tmp_path):
+    import optuna
+
+    from genkit.callbacks.pruning import OptunaPruning
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, pruner=optuna.pruners.MedianPruner(1, 0))
+    settings = {"pruner": "median", "pruner_startup_trials": 1}
+    good = study.ask()
+    callback = OptunaPruning(storage, "s", good._trial_id, "val/ppl", **settings)
+    for step in (10, 20):
+        callback.on_validation_end(_FakeTrainer(100.0, step), None)
+    study.tell(good, 100.0)
+
+    bad = study.ask()
+    callback = OptunaPruning(storage, "s", bad._trial_id, "val/ppl", **settings)
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_validation_end(_FakeTrainer(500.0, 10), None)
