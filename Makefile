@@ -30,13 +30,17 @@ test: install ## run the whole test suite (needs no GPU; GPU tests skip themselv
 test-fast: install ## only the fast tier (no real data sets, no multi-process runs)
 	$(BIN)/pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
+bench: install ## time the GAN on MNIST and the GPT on Tiny Shakespeare against the hand-written loops
+	$(BIN)/genkit bench model=gan data=mnist $(ARGS)
+	$(BIN)/genkit bench model=gpt data=tinyshakespeare $(ARGS)
+
 lint: install ## ruff lint and format check
-	$(BIN)/ruff check genkit tests scripts
-	$(BIN)/ruff format --check genkit tests scripts
+	$(BIN)/ruff check genkit tests scripts hydra_plugins
+	$(BIN)/ruff format --check genkit tests scripts hydra_plugins
 
 format: install ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix genkit tests scripts
-	$(BIN)/ruff format genkit tests scripts
+	$(BIN)/ruff check --fix genkit tests scripts hydra_plugins
+	$(BIN)/ruff format genkit tests scripts hydra_plugins
 
 clean: ## remove caches and local run outputs (not the virtualenv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache build dist *.egg-info

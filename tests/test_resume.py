@@ -85,8 +85,8 @@ def start_training(tmp_path, root, *extra) -> tuple[subprocess.Popen, object]:
         f"hydra.run.dir={run}",
         *extra,
     ]
-    log = open(tmp_path / "train.log", "w")
-    return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT), run
+    with open(tmp_path / "train.log", "w") as log:  # the child process keeps its own handle
+        return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT), run
 
 
 def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):

@@ -41,7 +41,8 @@ def test_optuna_sweep_of_three_trials(tmp_path):
         "trainer.accelerator=cpu",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.seed=0",
-        "hydra.sweeper.params={model.optimizer.lr: 'tag(log, interval(1e-4, 1e-2))', model.net.n_embd: 'choice(32, 64)'}",
+        "hydra.sweeper.params={model.optimizer.lr: 'tag(log, interval(1e-4, 1e-2))',"
+        " model.net.n_embd: 'choice(32, 64)'}",
         cwd=tmp_path,
         timeout=900,
     )
