@@ -43,6 +43,7 @@ def test_sweep_of_two_slurm_jobs(slurm, tmp_path, tiny_data_root):
         f"data.root={tiny_data_root}",
         *TINY_IMAGE_RUN,
         "trainer.max_steps=10",
+        "trainer.max_epochs=-1",
         "hydra.launcher.cpus_per_task=1",
         "hydra.launcher.mem_gb=2",
         "model.optimizer_g.lr=1e-4,2e-4",
@@ -66,6 +67,7 @@ def test_ddp_one_node_two_tasks_under_srun(slurm, tmp_path, tiny_data_root):
         f"data.root={tiny_data_root}",
         *TINY_IMAGE_RUN[:3],
         "trainer.max_steps=6",
+        "trainer.max_epochs=-1",
         "hydra.launcher.tasks_per_node=2",
         "hydra.launcher.cpus_per_task=1",
         "hydra.launcher.mem_gb=4",
@@ -75,19 +77,22 @@ def test_ddp_one_node_two_tasks_under_srun(slurm, tmp_path, tiny_data_root):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sweep, (job,) = job_dirs(tmp_path / "outputs" / "multirun" / "gan-mnist")
     assert load_checkpoint(job / "checkpoints" / "last.ckpt")["global_step"] == 6
-    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.out"))
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*") if p.suffix in (".out", ".err"))
     assert "MEMBER: 1/2" in logs and "MEMBER: 2/2" in logs  # both ranks, from SLURM's tasks
 
 
 def test_sigusr1_saves_requeues_and_resumes(slurm, tmp_path, tiny_data_root):
-    run = tmp_path / "run"
+    """SLURM's warning signal: genkit saves, Lightning requeues, the requeued job resumes and finishes."""
+    run, max_steps = tmp_path / "run", tmp_path / "max_steps"
+    max_steps.write_text("1000000")  # the first run must still be going when the signal comes
     script = tmp_path / "job.sh"
     script.write_text(
         "#!/bin/bash\n"
         f"cd {tmp_path}\n"
         f"exec {sys.executable} -m genkit.cli train data.root={tiny_data_root} {' '.join(TINY_IMAGE_RUN[:3])} "
-        "trainer.accelerator=cpu trainer.max_steps=400 trainer.max_epochs=-1 "
-        f"callbacks.model_checkpoint.every_n_train_steps=1000 hydra.run.dir={run}\n"
+        f"trainer.accelerator=cpu trainer.max_steps=$(cat {max_steps}) trainer.max_epochs=-1 "
+        f"callbacks.progress.every_n_steps=10 callbacks.model_checkpoint.every_n_train_steps=1000 "
+        f"hydra.run.dir={run}\n"
     )
     submitted = subprocess.run(
         [
@@ -112,11 +117,16 @@ def test_sigusr1_saves_requeues_and_resumes(slurm, tmp_path, tiny_data_root):
     assert wait_for(lambda: log.exists() and "step 50/" in log.read_text(), timeout=300, interval=1)
     subprocess.run(["scancel", "--signal=USR1", "--full", job_id], check=True)
 
-    def finished():
-        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
-        return state.strip() == "" and (run / "checkpoints" / "last.ckpt").exists()
+    def state() -> str:
+        return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
 
-    assert wait_for(finished, timeout=600, interval=2)
+    assert wait_for(lambda: state() == "PENDING", timeout=120, interval=1)  # requeued
+    saved = load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
+    assert saved >= 50 and (run / "hpc_ckpt_1.ckpt").is_file()  # genkit's save and Lightning's
+    max_steps.write_text(str(saved + 20))
+    # SLURM holds a requeued job for two minutes before it may start again; let it start now
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
+    assert wait_for(lambda: state() == "", timeout=300, interval=1)
     text = log.read_text()
-    assert "Resuming from" in text and "hpc_ckpt_1.ckpt" in text  # the requeued job picked up Lightning's save
-    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 400
+    assert "Requeued SLURM job" in text and "Resuming from" in text
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == saved + 20
