@@ -8,7 +8,6 @@ device's dense bf16 peak.
 """
 
 import importlib.util
-import json
 import logging
 import resource
 import statistics
@@ -18,12 +17,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.table import Table
 
 import genkit
 from genkit.build import build, build_trainer
 from genkit.errors import GenkitError
+from genkit.report import write_report
 
 log = logging.getLogger("genkit")
 
@@ -215,19 +213,5 @@ def bench(cfg: DictConfig) -> dict:
         result["raw_steps_per_s"] = statistics.median(raw_rates)
         result["ratio_to_raw"] = steps_per_s / result["raw_steps_per_s"]
         result["rounds_genkit"], result["rounds_raw"] = genkit_rates, raw_rates
-    out = Path(cfg.out or Path(cfg.paths.output_dir) / "bench.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    _print(result, out)
+    write_report(result, Path(cfg.out or Path(cfg.paths.output_dir) / "bench.json"), "genkit bench")
     return result
-
-
-def _print(result: dict, out: Path) -> None:
-    table = Table(title=f"genkit bench -> {out}", show_header=False)
-    for key, value in result.items():
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, list):
-            value = ", ".join(f"{v:.3g}" for v in value)
-        table.add_row(key, str(value))
-    Console().print(table)

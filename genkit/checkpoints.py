@@ -72,6 +72,11 @@ def resolve_checkpoint(ckpt: str | Path | None, log_dir: str | Path) -> Path:
     return path
 
 
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (<run>/checkpoints/x.ckpt, or <run>/x.ckpt)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load with a clear error for truncated, corrupt or foreign files."""
     path = Path(path)

@@ -7,7 +7,6 @@ standard Inception FID. `real=true` scores real training images instead of a mod
 sanity check (it should be near zero).
 """
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -16,14 +15,13 @@ from pathlib import Path
 import lightning as L
 import torch
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.table import Table
 
 from genkit.build import build_datamodule
-from genkit.checkpoints import resolve_checkpoint
+from genkit.checkpoints import resolve_checkpoint, run_dir_of
 from genkit.data.images import ImageDataModule
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
+from genkit.report import write_report
 from genkit.sample import load_model
 
 log = logging.getLogger("genkit")
@@ -110,21 +108,7 @@ def evaluate(cfg: DictConfig) -> dict:
             results.update(
                 _image_scores(cfg, datamodule, lambda: _generated(model, cfg.n_samples, cfg.batch_size, cfg.seed))
             )
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        out = Path(cfg.out or run_dir / "eval.json")
+        out = Path(cfg.out or run_dir_of(path) / "eval.json")
     results["seconds"] = round(time.perf_counter() - t0, 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    _print(results, out)
+    write_report(results, out, "genkit eval")
     return results
-
-
-def _print(results: dict, out: Path) -> None:
-    table = Table(title=f"genkit eval -> {out}", show_header=False)
-    for key, value in results.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.4f}"
-        table.add_row(key, str(value))
-    Console().print(table)

@@ -1,6 +1,7 @@
 """Silence library chatter that tells a genkit user nothing about their run."""
 
 import logging
+import os
 import warnings
 
 
@@ -20,5 +21,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")  # noqa: E501
     # genkit feeds InceptionScore a few thousand 10-class logits, not Inception's 1008
     warnings.filterwarnings("ignore", message=r"Metric `InceptionScore` will save all extracted features")
+    # on a machine with SLURM installed, Lightning warns about srun even outside any job
+    if "SLURM_JOB_ID" not in os.environ:
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
     # Lightning's own use of a torch API that torch deprecated
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

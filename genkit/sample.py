@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from genkit.build import build_datamodule, build_model
 from genkit.callbacks.samples import generate, save_grid, write_text
-from genkit.checkpoints import config_of, load_checkpoint, resolve_checkpoint
+from genkit.checkpoints import config_of, load_checkpoint, resolve_checkpoint, run_dir_of
 
 log = logging.getLogger("genkit")
 
@@ -43,8 +43,7 @@ def sample(cfg: DictConfig) -> Path:
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     out = generate(model, datamodule, cfg.n, generator, **options)
 
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    stem = run_dir / "samples" / f"sample_{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = run_dir_of(path) / "samples" / f"sample_{time.strftime('%Y%m%d-%H%M%S')}"
     if out.is_floating_point():
         dest = save_grid(out, cfg.out or stem.with_suffix(".png"))
     else:

@@ -113,3 +113,21 @@ def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def tiny_text_run(tmp_path: Path, lines: int = 300) -> list[str]:
+    """Overrides for a 1-layer GPT on a small corpus written into tmp_path: seconds per run."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i % 37} of a small corpus for quick runs" for i in range(lines)))
+    return [
+        "model=gpt",
+        "data=text",
+        f"data.path={corpus}",
+        "data.vocab_size=300",
+        "data.block_size=16",
+        "data.batch_size=8",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "model.net.n_layer=1",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+    ]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genkit.build import build_model
-from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli
+from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli, tiny_text_run
 
 FAMILIES = [
     ("gan", ()),
@@ -38,30 +38,11 @@ def test_bench_image_families_write_json(tmp_path, tiny_data_root, model, extra)
 
 
 def test_bench_gpt_against_the_raw_loop(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"benchmark line {i} of a small corpus" for i in range(300)))
-    folder = tmp_path / "data" / "tinyshakespeare"
-    folder.mkdir(parents=True)
-    (folder / "input.txt").write_text(corpus.read_text())
-    out = run_cli(
-        "bench",
-        "model=gpt",
-        "data=tinyshakespeare",
-        f"data.root={tmp_path / 'data'}",
-        "data.block_size=16",
-        "data.batch_size=4",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "model.net.n_layer=1",
-        "steps=3",
-        "warmup=1",
-        "rounds=2",
-        "compare=true",
-        f"out={tmp_path / 'b.json'}",
-        cwd=tmp_path,
-    )
+    bench = ("steps=3", "warmup=1", "rounds=2", "compare=true", f"out={tmp_path / 'b.json'}")
+    out = run_cli("bench", *tiny_text_run(tmp_path), *bench, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "b.json").read_text())
-    assert result["tokens_per_s"] == pytest.approx(64 * result["steps_per_s"])
+    assert result["tokens_per_s"] == pytest.approx(8 * 16 * result["steps_per_s"])
     assert result["ratio_to_raw"] > 0 and len(result["rounds_raw"]) == 2
 
 

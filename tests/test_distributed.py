@@ -3,7 +3,7 @@
 import pytest
 
 from genkit.checkpoints import load_checkpoint
-from tests.helpers import SHARED_DATA, TINY_IMAGE_RUN, needs_shared, run_cli
+from tests.helpers import SHARED_DATA, TINY_IMAGE_RUN, needs_shared, run_cli, tiny_text_run
 
 pytestmark = pytest.mark.slow
 
@@ -31,25 +31,9 @@ def test_ddp_cpu_gan_on_mnist_writes_once(tmp_path):
 
 
 def test_ddp_cpu_gpt_on_text(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"line {i} of a small corpus for two processes" for i in range(300)))
     run = tmp_path / "run"
-    out = run_cli(
-        "train",
-        "trainer=ddp_cpu",
-        "model=gpt",
-        "data=text",
-        f"data.path={corpus}",
-        "data.vocab_size=300",
-        "data.block_size=16",
-        "data.batch_size=8",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "model.net.n_layer=1",
-        "trainer.max_steps=6",
-        f"hydra.run.dir={run}",
-        cwd=tmp_path,
-        timeout=600,
-    )
+    overrides = [*tiny_text_run(tmp_path), "trainer=ddp_cpu", "trainer.max_steps=6", f"hydra.run.dir={run}"]
+    out = run_cli("train", *overrides, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "val/ppl" in (run / "metrics.csv").read_text().splitlines()[0]
 

@@ -5,7 +5,7 @@ from genkit.build import build_model
 from genkit.checkpoints import load_checkpoint
 from genkit.models.nets.transformer import Transformer, filter_logits, sample_next
 from genkit.train import train
-from tests.helpers import make_cfg, needs_shared, run_cli
+from tests.helpers import make_cfg, needs_shared, run_cli, tiny_text_run
 
 TINY_GPT = (
     "model=gpt",
@@ -19,30 +19,13 @@ TINY_GPT = (
 )
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(f"the quick brown fox {i} jumps over the lazy dog" for i in range(400)))
-    return path
-
-
 def tiny_net(**kw):
     torch.manual_seed(0)
     return Transformer(vocab_size=50, block_size=kw.pop("block_size", 16), n_layer=2, n_head=2, n_embd=32, **kw).eval()
 
 
-def test_gpt_trains_and_logs_perplexity(tmp_path, corpus):
-    cfg = make_cfg(
-        tmp_path,
-        *TINY_GPT,
-        "data=text",
-        f"data.path={corpus}",
-        "data.vocab_size=300",
-        "data.block_size=16",
-        "data.batch_size=8",
-        f"data.cache_dir={tmp_path}/cache",
-        "test=true",
-    )
+def test_gpt_trains_and_logs_perplexity(tmp_path):
+    cfg = make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_GPT[1:], "test=true")
     metrics = train(cfg)
     for key in ("train/loss", "val/loss", "val/ppl", "test/ppl"):
         assert key in metrics

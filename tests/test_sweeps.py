@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from genkit.checkpoints import load_checkpoint
-from tests.helpers import TINY_IMAGE_RUN, run_cli
+from tests.helpers import TINY_IMAGE_RUN, run_cli, tiny_text_run
 
 
 def test_multirun_of_two_jobs(tmp_path, tiny_data_root):
@@ -22,23 +22,13 @@ def test_multirun_of_two_jobs(tmp_path, tiny_data_root):
 
 @pytest.mark.slow
 def test_optuna_sweep_of_three_trials(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"a tiny corpus line {i % 17} for the sweep" for i in range(400)))
     out = run_cli(
         "train",
         "-m",
         "hparams_search=gpt_ptb_optuna",
-        "model=gpt",
-        "data=text",
-        f"data.path={corpus}",
-        "data.vocab_size=300",
-        "data.block_size=16",
-        "data.batch_size=8",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "model.net.n_layer=1",
+        *tiny_text_run(tmp_path),
         "trainer.max_steps=8",
         "trainer.val_check_interval=4",
-        "trainer.accelerator=cpu",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.seed=0",
         "hydra.sweeper.params={model.optimizer.lr: 'tag(log, interval(1e-4, 1e-2))',"
