@@ -76,7 +76,9 @@ def pin_relaunch_argv(command: str) -> None:
     run directory; so argv becomes this job's own overrides and run.dir this job's directory.
     """
     hydra_cfg = HydraConfig.get()
-    sys.argv = [_ARGV[0], command, *hydra_cfg.overrides.task]
+    # a job that submitit unpickles on a SLURM node never went through main(): keep its argv[0]
+    program = _ARGV[0] if _ARGV else sys.argv[0]
+    sys.argv = [program, command, *hydra_cfg.overrides.task]
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 

@@ -62,10 +62,15 @@ TINY_IMAGE_RUN = (
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `genkit <args>` as a user would, capturing its output."""
+    """Run `genkit <args>` as a user would, capturing its output.
+
+    Through the installed console script, not `python -m genkit.cli`: under `-m` the module is
+    __main__, which pickles differently into SLURM jobs and relaunches differently under DDP."""
     full_env = {**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA), **(env or {})}
+    script = Path(sys.executable).with_name("genkit")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "genkit.cli"]
     return subprocess.run(
-        [sys.executable, "-m", "genkit.cli", *args],
+        [*command, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -3,6 +3,8 @@ import json
 import pytest
 import torch
 
+from genkit.errors import GenkitError
+from genkit.evaluate import nll_samples
 from genkit.metrics.classifier import DomainClassifier, domain_classifier
 from genkit.metrics.image_scores import classifier_scores
 from genkit.train import train
@@ -52,6 +54,16 @@ def test_eval_cli_writes_json(tmp_path, tiny_data_root, model):
     result = json.loads((run / "eval.json").read_text())
     assert result["fid_clf"] >= 0 and result["is_clf"] >= 1
     assert ("test/nll" in result) == (model == "vae")
+    assert result.get("nll_samples") == (8 if model == "vae" else None)
+
+
+def test_nll_samples_auto_caps_on_cpu_only():
+    assert nll_samples("auto", 1000, "cpu") == 100
+    assert nll_samples("auto", 1000, "cuda") == 1000
+    assert nll_samples("auto", 8, "cpu") == 8
+    assert nll_samples(1000, 1000, "cpu") == 1000
+    with pytest.raises(GenkitError, match="nll_samples"):
+        nll_samples("many", 1000, "cpu")
 
 
 @pytest.mark.slow

@@ -54,6 +54,17 @@ class LineProgressBar(ProgressBar):
             val = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             log.info("epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val))
 
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx=0):
+        # test loops can be long (the VAE's importance-sampled NLL): ten lines with the rate
+        total = int(trainer.num_test_batches[dataloader_idx])
+        done = batch_idx + 1
+        if not (self._enabled and trainer.is_global_zero) or done % max(1, total // 10) and done != total:
+            return
+        log.info("test batch %d/%d  %.1f s", done, total, time.perf_counter() - self._t0)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             log.info(

@@ -64,10 +64,12 @@ class VAE(L.LightningModule):
         return log_px - kl, log_px, kl
 
     @torch.no_grad()
-    def importance_nll(self, x_bin: torch.Tensor, k: int, chunk: int = 100) -> torch.Tensor:
+    def importance_nll(self, x_bin: torch.Tensor, k: int, max_decoded: int = 8192) -> torch.Tensor:
         """-log p(x) (B,) estimated with k importance samples from q(z|x) (Burda et al. 2016, eq. 8):
         log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k."""
         mean, logvar = self.encoder(x_bin * 2 - 1)
+        # decode at most max_decoded images at once: bounded memory, and they stay in cache on CPUs
+        chunk = max(1, max_decoded // len(x_bin))
         log_w = []
         for start in range(0, k, chunk):
             m = min(chunk, k - start)
