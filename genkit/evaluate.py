@@ -121,11 +121,10 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
         model, datamodule, run_cfg = load_model(path)
-        if hasattr(model, "nll_samples"):
-            model.nll_samples["test"] = nll_samples(cfg.nll_samples, model.nll_samples["test"], _device())
         precision = "bf16-mixed" if _device() == "cuda" else "32-true"
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         if hasattr(model, "nll_samples"):
+            model.nll_samples["test"] = nll_samples(cfg.nll_samples, model.nll_samples["test"], _device())
             results["nll_samples"] = model.nll_samples["test"]
         results.update(_test_metrics(model, datamodule, precision))
         if isinstance(datamodule, ImageDataModule):

@@ -18,7 +18,7 @@ def quiet_libraries() -> None:
     # an advertisement printed by every Trainer without Lightning's cloud logger
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("💡 Tip"))
     # the run directory always holds .hydra/ and genkit.log beside metrics.csv; the CSV logger appends
-    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")  # noqa: E501
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     # genkit feeds InceptionScore a few thousand 10-class logits, not Inception's 1008
     warnings.filterwarnings("ignore", message=r"Metric `InceptionScore` will save all extracted features")
     # on a machine with SLURM installed, Lightning warns about srun even outside any job

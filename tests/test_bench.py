@@ -16,21 +16,24 @@ FAMILIES = [
 ]
 
 
-@pytest.mark.parametrize("model,extra", FAMILIES)
-def test_bench_image_families_write_json(tmp_path, tiny_data_root, model, extra):
-    out = run_cli(
+def bench_images(tmp_path, data_root, *overrides: str):
+    """A few steps of `genkit bench` on the tiny image set, writing <tmp_path>/b.json."""
+    return run_cli(
         "bench",
-        f"model={model}",
-        f"data.root={tiny_data_root}",
+        f"data.root={data_root}",
         *TINY_IMAGE_RUN[:3],
-        *extra,
         "steps=3",
         "warmup=1",
         "rounds=1",
-        "compare=false",
         f"out={tmp_path / 'b.json'}",
+        *overrides,
         cwd=tmp_path,
     )
+
+
+@pytest.mark.parametrize("model,extra", FAMILIES)
+def test_bench_image_families_write_json(tmp_path, tiny_data_root, model, extra):
+    out = bench_images(tmp_path, tiny_data_root, f"model={model}", *extra, "compare=false")
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "b.json").read_text())
     assert result["steps_per_s"] > 0 and result["samples_per_s"] == pytest.approx(16 * result["steps_per_s"])
@@ -47,17 +50,7 @@ def test_bench_gpt_against_the_raw_loop(tmp_path):
 
 
 def test_bench_gan_against_the_raw_loop(tmp_path, tiny_data_root):
-    out = run_cli(
-        "bench",
-        "model=gan",
-        f"data.root={tiny_data_root}",
-        *TINY_IMAGE_RUN[:3],
-        "steps=3",
-        "warmup=1",
-        "rounds=1",
-        f"out={tmp_path / 'b.json'}",
-        cwd=tmp_path,
-    )
+    out = bench_images(tmp_path, tiny_data_root, "model=gan")
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "b.json").read_text())["raw_steps_per_s"] > 0
 
