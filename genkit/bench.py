@@ -1,5 +1,5 @@
 """`genkit bench`: steady-state training throughput of a configuration, optionally against the
-hand-written PyTorch loops in scripts/ run in the same process.
+hand-written PyTorch loop of its family (GenerativeModel.reference_loop) run in the same process.
 
 It runs the real training step of the configured module on the configured data path (the same
 parts `genkit train` builds), times `steps` steps after `warmup` steps, and reports steps/s,
@@ -7,7 +7,6 @@ samples/s or tokens/s, peak memory, and on CUDA the model FLOPs utilisation (MFU
 device's dense bf16 peak.
 """
 
-import importlib.util
 import logging
 import resource
 import statistics
@@ -18,7 +17,6 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-import genkit
 from genkit.build import build, build_trainer
 from genkit.errors import GenkitError
 from genkit.report import write_report
@@ -37,7 +35,6 @@ PEAK_BF16 = {
     "RTX 4090": 165e12,
     "RTX 3090": 71e12,
 }
-SCRIPTS = Path(genkit.__file__).resolve().parents[1] / "scripts"
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -70,60 +67,6 @@ class StepClock(L.Callback):
             _sync(pl_module.device)
             self.end = time.perf_counter()
             self.steps = done - self.warmup
-
-
-def gpt_flops_per_token(net, block_size: int) -> float:
-    """6N + 12 L T d per token (Kaplan et al. 2020; PaLM's appendix B), N without position embeddings."""
-    n = sum(p.numel() for p in net.parameters()) - net.wpe.weight.numel()
-    return 6 * n + 12 * net.n_layer * block_size * net.n_embd
-
-
-def _load_script(name: str):
-    path = SCRIPTS / f"{name}.py"
-    if not path.is_file():
-        raise GenkitError(f"The reference loop {path} is not there: compare=true needs a genkit source checkout.")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def raw_loop(cfg: DictConfig, model, datamodule, device: torch.device):
-    """The hand-written loop of scripts/ for this model family with the same sizes, or None."""
-    family = cfg.model._target_.rsplit(".", 1)[-1]
-    if family == "GAN":
-        module = _load_script("raw_gan_loop")
-        g = cfg.model.generator
-        return module.RawGANLoop(
-            datamodule.train_set.images.to(device),
-            batch_size=cfg.data.batch_size,
-            latent_dim=g.latent_dim,
-            width=g.width,
-            lr=cfg.model.optimizer_g.lr,
-            loss=cfg.model.loss,
-            device=device,
-        )
-    if family == "GPT":
-        module = _load_script("raw_gpt_loop")
-        net, opt = cfg.model.net, cfg.model.optimizer
-        ids = {k: torch.from_numpy(datamodule.ids[k].astype("int64")) for k in ("train", "val")}
-        return module.RawGPTLoop(
-            ids["train"],
-            ids["val"],
-            vocab_size=net.vocab_size,
-            block_size=net.block_size,
-            batch_size=cfg.data.batch_size,
-            n_layer=net.n_layer,
-            n_head=net.n_head,
-            n_embd=net.n_embd,
-            dropout=net.dropout,
-            bias=net.bias,
-            lr=opt.lr,
-            betas=tuple(opt.betas),
-            weight_decay=opt.weight_decay,
-            device=device,
-        )
-    return None
 
 
 def time_genkit(cfg: DictConfig, parts, warmup: int, steps: int) -> float:
@@ -161,8 +104,6 @@ def time_raw(loop, device: torch.device, warmup: int, steps: int) -> float:
 def bench(cfg: DictConfig) -> dict:
     parts = build(cfg, with_trainer=False)
     model, datamodule = parts.model, parts.datamodule
-    per_step = {"text": cfg.data.batch_size * cfg.data.get("block_size", 0), "images": cfg.data.batch_size}
-    kind = "text" if hasattr(datamodule, "decode_batch") else "images"
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     genkit_rates, raw_rates = [], []
@@ -171,10 +112,11 @@ def bench(cfg: DictConfig) -> dict:
         genkit_rates.append(time_genkit(cfg, parts, cfg.warmup, cfg.steps))
         device = model.device
         if cfg.compare and round_ == 0:
-            loop = raw_loop(cfg, model, datamodule, device)
+            loop = model.reference_loop(datamodule.reference_data(), cfg.data.batch_size, device)
             if loop is None and cfg.compare is True:
                 raise GenkitError(
-                    f"There is no hand-written reference loop for {cfg.model._target_} (gan and gpt have one)."
+                    f"{type(model).__name__} ({cfg.model._target_}) has no hand-written reference loop to compare "
+                    f"with; run with compare=auto or compare=false."
                 )
         if loop is not None:
             raw_rates.append(time_raw(loop, device, cfg.warmup, cfg.steps))
@@ -186,6 +128,7 @@ def bench(cfg: DictConfig) -> dict:
         )
 
     steps_per_s = statistics.median(genkit_rates)
+    items_per_step = cfg.data.batch_size * datamodule.items_per_sample()
     result = {
         "model": cfg.model._target_,
         "data": cfg.data.name,
@@ -198,17 +141,16 @@ def bench(cfg: DictConfig) -> dict:
         "warmup": cfg.warmup,
         "rounds": cfg.rounds,
         "steps_per_s": steps_per_s,
-        f"{'tokens' if kind == 'text' else 'samples'}_per_s": steps_per_s * per_step[kind],
-        "seconds_per_epoch": len(datamodule.train_dataloader()) / steps_per_s if kind == "images" else None,
+        f"{datamodule.throughput_unit}_per_s": steps_per_s * items_per_step,
+        "seconds_per_epoch": len(datamodule.train_dataloader()) / steps_per_s,
     }
     if model.device.type == "cuda":
         result["peak_memory_gb"] = torch.cuda.max_memory_allocated(model.device) / 2**30
     else:
         result["peak_rss_gb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss0) / 2**20
-    peak = peak_flops(model.device)
-    if kind == "text" and hasattr(model, "net") and peak:
-        flops = gpt_flops_per_token(model.net, cfg.data.block_size) * result["tokens_per_s"]
-        result["mfu"] = flops / peak
+    peak, flops = peak_flops(model.device), model.flops_per_step(cfg.data.batch_size)
+    if peak and flops:
+        result["mfu"] = flops * steps_per_s / peak
     if raw_rates:
         result["raw_steps_per_s"] = statistics.median(raw_rates)
         result["ratio_to_raw"] = steps_per_s / result["raw_steps_per_s"]

@@ -1,6 +1,10 @@
-"""Instantiating a run's parts from its config: the one place shared by train, sample and eval."""
+"""Instantiating a run's parts from its config: the one place shared by train, sample, eval and bench.
 
-import logging
+It also decides what the config leaves to genkit: the device and precision (genkit.runtime),
+gradient accumulation (from data.max_device_batch), and what DDP must know of the model.
+"""
+
+import math
 from dataclasses import dataclass
 
 import lightning as L
@@ -8,13 +12,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from genkit.callbacks.checkpoint import ConfigInCheckpoint, RNGStateInCheckpoint
+from genkit.callbacks.checkpoint import AtomicCheckpointIO, ConfigInCheckpoint, RNGStateInCheckpoint
 from genkit.callbacks.guards import StopOnNonFiniteLoss
+from genkit.callbacks.logs import ForgetRedoneSteps
 from genkit.callbacks.preemption import SaveOnPreemption
-from genkit.checkpoints import AtomicCheckpointIO
-from genkit.csv_logger import ForgetRedoneSteps
-
-log = logging.getLogger(__name__)
+from genkit.callbacks.progress import progress_bar
+from genkit.data.base import GenkitDataModule
+from genkit.errors import GenkitError
+from genkit.models.base import GenerativeModel
+from genkit.runtime import precision_for, uses_cuda
 
 # keys of the trainer config that genkit handles itself rather than passing to lightning.Trainer
 GENKIT_TRAINER_KEYS = ("compile", "matmul_precision", "channels_last")
@@ -22,24 +28,31 @@ GENKIT_TRAINER_KEYS = ("compile", "matmul_precision", "channels_last")
 
 @dataclass
 class Parts:
-    datamodule: L.LightningDataModule
-    model: L.LightningModule
+    datamodule: GenkitDataModule
+    model: GenerativeModel
     trainer: L.Trainer | None = None
 
 
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    return instantiate(cfg.data, _convert_="partial")
+def _contract_error(kind: str, target: str, base: type) -> GenkitError:
+    return GenkitError(
+        f"{kind}._target_={target} is not a {base.__module__}.{base.__name__}; genkit can only train, sample "
+        f"and evaluate {kind}s that follow that contract. Subclass it (README: 'Add your own model')."
+    )
 
 
-def uses_cuda(cfg: DictConfig) -> bool:
-    accelerator = cfg.get("trainer", {}).get("accelerator", "auto")
-    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+def build_datamodule(cfg: DictConfig) -> GenkitDataModule:
+    datamodule = instantiate(cfg.data, _convert_="partial")
+    if not isinstance(datamodule, GenkitDataModule):
+        raise _contract_error("data", cfg.data._target_, GenkitDataModule)
+    return datamodule
 
 
-def build_model(cfg: DictConfig) -> L.LightningModule:
+def build_model(cfg: DictConfig) -> GenerativeModel:
     model = instantiate(cfg.model, _convert_="partial")
+    if not isinstance(model, GenerativeModel):
+        raise _contract_error("model", cfg.model._target_, GenerativeModel)
     trainer_cfg = cfg.get("trainer") or {}
-    if uses_cuda(cfg):
+    if uses_cuda(trainer_cfg.get("accelerator")):
         # TF32 tensor cores for fp32 matmuls; NHWC memory for the conv nets (cuDNN's fast layout)
         torch.set_float32_matmul_precision(trainer_cfg.get("matmul_precision", "high"))
         if trainer_cfg.get("channels_last", True):
@@ -50,6 +63,14 @@ def build_model(cfg: DictConfig) -> L.LightningModule:
     return model
 
 
+def check_pair(model: GenerativeModel, datamodule: GenkitDataModule, cfg: DictConfig) -> None:
+    if model.modality != datamodule.modality:
+        raise GenkitError(
+            f"model {cfg.model._target_} generates {model.modality} but data {datamodule.name} holds "
+            f"{datamodule.modality}; pick a data set of {model.modality} (or a model of {datamodule.modality})."
+        )
+
+
 def _instantiate_group(group: DictConfig | None) -> list:
     """Instantiate every entry of a dict of `_target_` nodes, skipping the ones set to null."""
     if not group:
@@ -57,10 +78,35 @@ def _instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(node, _convert_="partial") for node in group.values() if node is not None]
 
 
+def accumulation_steps(cfg: DictConfig, world: int, configured: int = 1) -> int:
+    """Gradient-accumulation steps so that no process holds more than data.max_device_batch
+    examples at once; data.batch_size stays the global batch."""
+    global_batch, max_device_batch = cfg.data.batch_size, cfg.data.get("max_device_batch")
+    if global_batch % world:
+        raise GenkitError(
+            f"The global batch size {global_batch} does not split evenly over {world} processes; "
+            f"choose data.batch_size as a multiple of {world}."
+        )
+    per_process = global_batch // world
+    steps = max(configured, math.ceil(per_process / max_device_batch) if max_device_batch else 1)
+    if per_process % steps:
+        raise GenkitError(
+            f"A per-process batch of {per_process} does not split into {steps} equal accumulation steps"
+            f"{f' of at most data.max_device_batch={max_device_batch}' if max_device_batch else ''}; "
+            f"choose sizes that divide evenly."
+        )
+    return steps
+
+
 def build_trainer(
-    cfg: DictConfig, *, model: L.LightningModule | None = None, callbacks: list | None = None, logger=None, **overrides
+    cfg: DictConfig,
+    *,
+    model: GenerativeModel,
+    callbacks: list | None = None,
+    logger=None,
+    **overrides,
 ) -> L.Trainer:
-    """The configured Trainer; `callbacks` and `logger` replace the configured ones (benchmarks)."""
+    """The configured Trainer; `callbacks` and `logger` replace the configured ones (benchmarks, eval)."""
     if callbacks is None:
         callbacks = training_callbacks(cfg)
     if logger is None:
@@ -69,10 +115,37 @@ def build_trainer(
     for key in GENKIT_TRAINER_KEYS:
         trainer_cfg.pop(key, None)
     trainer_cfg.update(overrides)
-    if getattr(model, "ddp_find_unused_parameters", False) and trainer_cfg.get("strategy") == "ddp":
+    if model.ddp_find_unused_parameters and trainer_cfg.get("strategy") == "ddp":
         trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
-    return instantiate(
+    trainer = instantiate(
         trainer_cfg, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()], _convert_="partial"
+    )
+    steps = accumulation_steps(cfg, trainer.world_size, trainer.accumulate_grad_batches)
+    if steps > 1 and not model.automatic_optimization:
+        raise GenkitError(
+            f"{type(model).__name__} steps its optimizers itself and cannot accumulate gradients "
+            f"({steps} steps asked for): raise data.max_device_batch to {cfg.data.batch_size // trainer.world_size} "
+            f"or lower data.batch_size."
+        )
+    trainer.accumulate_grad_batches = steps
+    return trainer
+
+
+def evaluation_trainer(cfg: DictConfig, model: GenerativeModel) -> L.Trainer:
+    """A Trainer for the test loop of one model on one device (genkit eval): the whole test split."""
+    return build_trainer(
+        cfg,
+        model=model,
+        callbacks=[progress_bar()],
+        logger=False,
+        accelerator="auto",
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        precision=precision_for("auto"),
+        limit_test_batches=None,
+        enable_checkpointing=False,
+        enable_model_summary=False,
     )
 
 
@@ -98,5 +171,6 @@ def build(cfg: DictConfig, *, with_trainer: bool = True) -> Parts:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
+    check_pair(model, datamodule, cfg)
     trainer = build_trainer(cfg, model=model) if with_trainer else None
     return Parts(datamodule, model, trainer)

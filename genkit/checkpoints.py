@@ -1,46 +1,19 @@
-"""Writing checkpoints atomically, and finding and reading a run's checkpoint."""
+"""Finding a run's checkpoint, reading it, and rebuilding the model it holds.
 
-import os
+(Writing checkpoints is genkit.callbacks.checkpoint's.)"""
+
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import lightning as L
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from genkit.build import build_datamodule, build_model
 from genkit.errors import CheckpointError
+from genkit.models.base import GenerativeModel
 
 LAST = "last.ckpt"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to a temporary file in the same folder, fsync, then rename over the target.
-
-    A rename within one file system is atomic, so a kill at any moment leaves either the old
-    or the new checkpoint, never a truncated one. (Lightning's own writer stages the file in
-    /tmp and copies it across file systems, which is not atomic.)
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return load_checkpoint(path)
 
 
 def find_latest(log_dir: str | Path) -> Path | None:
@@ -101,3 +74,25 @@ def config_of(checkpoint: dict[str, Any], path: str | Path) -> DictConfig:
             f"pass a checkpoint written by `genkit train`."
         )
     return OmegaConf.create(meta["config"])
+
+
+class LoadedRun(NamedTuple):
+    model: GenerativeModel
+    datamodule: L.LightningDataModule
+    config: DictConfig
+
+
+def load_model(path: str | Path) -> LoadedRun:
+    """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode."""
+    checkpoint = load_checkpoint(path)
+    run_cfg = config_of(checkpoint, path)
+    with open_dict(run_cfg):
+        if run_cfg.model.get("init_from"):
+            # `model.init_from` names the weights a run started from; the checkpoint holds its own
+            run_cfg.model.init_from = None
+        # compiling is a training speed-up: eval and sample run the plain networks
+        run_cfg.trainer.compile = False
+    model = build_model(run_cfg)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    return LoadedRun(model, build_datamodule(run_cfg), run_cfg)

@@ -6,10 +6,12 @@ paragraph and exit with status 2.
 """
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import hydra
 import torch
@@ -83,20 +85,42 @@ def pin_relaunch_argv(command: str) -> None:
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 
-def check_group_choices(command: str, overrides: list[str]) -> None:
-    """Reject `group=option` for an option that does not exist, listing the ones that do.
+def config_dirs(args: list[str]) -> list[Path]:
+    """genkit's config folder plus the user's: `--config-dir D` (`-cd D`) and file:// or pkg://
+    entries of a `hydra.searchpath=[...]` override, as Hydra will search them."""
+    dirs = [CONFIG_DIR]
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]).expanduser())
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.partition("=")[2]).expanduser())
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            for entry in arg.partition("=")[2].strip("[]").split(","):
+                scheme, _, where = entry.strip().strip("'\"").partition("://")
+                if scheme == "file":
+                    dirs.append(Path(where).expanduser())
+                elif scheme == "pkg":
+                    spec = importlib.util.find_spec(where.replace("/", "."))
+                    dirs.extend(Path(p) for p in (spec.submodule_search_locations or []) if spec)
+    return dirs
+
+
+def check_group_choices(command: str, args: list[str]) -> None:
+    """Reject `group=option` for an option that does not exist, listing the ones that do (in
+    genkit's configs and the user's).
 
     Hydra would report this too, but in a dozen lines of search paths; a user who typed
     `model=nope` needs the list of models.
     """
-    for override in overrides:
+    dirs = config_dirs(args)
+    for override in args:
         key, sep, value = override.lstrip("+~").partition("=")
-        group_dir = CONFIG_DIR / key
-        if not sep or "." in key or key == "hydra" or not group_dir.is_dir() or value in ("", "null"):
+        group_dirs = [d / key for d in dirs if (d / key).is_dir()]
+        if not sep or "." in key or key == "hydra" or not group_dirs or value in ("", "null"):
             continue
         if any(c in value for c in "()[]{}*"):  # sweep functions such as choice(...) or glob(...)
             continue
-        available = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        available = sorted({p.stem for d in group_dirs for p in d.glob("*.yaml")})
         unknown = [v for v in value.split(",") if v not in available]
         if unknown:
             fail(

@@ -3,16 +3,16 @@
 import os
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
+
+from genkit.runtime import precision_for
 
 # genkit/configs links to the top-level configs/ folder and ships inside the package
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def _auto_precision() -> str:
-    # bf16 autocast on GPUs; plain fp32 on CPUs, where bf16 was measured 6x slower (no bf16 units)
-    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    return precision_for("auto")
 
 
 def _wandb_offline() -> bool:
@@ -32,7 +32,7 @@ def _family(target: str) -> str:
 
 
 def register_resolvers() -> None:
-    from genkit.pretrained import pretrained_size
+    from genkit.models.nets.hf_hub import pretrained_size
 
     resolvers = {
         "auto_precision": _auto_precision,

@@ -2,13 +2,12 @@
 
 Lightning's CSVLogger deletes an existing metrics.csv when it starts, so a resumed run would lose
 its history. This one appends, and drops the rows of the steps that a resumed run is about to
-train again (those after the checkpoint it resumes from).
+train again (those after the checkpoint it resumes from; see genkit.callbacks.logs).
 """
 
 import csv
 import os
 
-import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -44,13 +43,3 @@ class RunCSVLogger(CSVLogger):
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, path)
-
-
-class ForgetRedoneSteps(L.Callback):
-    """On resume, tells the CSV loggers which step the run continues from."""
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.ckpt_path and trainer.is_global_zero:
-            for logger in trainer.loggers:
-                if isinstance(logger, RunCSVLogger):
-                    logger.forget_after(trainer.global_step)

@@ -26,6 +26,3 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
     # Lightning's own use of a torch API that torch deprecated
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    # genkit's training batch sampler picks up mid-epoch by itself (genkit.data.batching.train_batches),
-    # so resuming from a mid-epoch checkpoint is exact although the DataLoader has no state_dict
-    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")

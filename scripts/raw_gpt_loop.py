@@ -1,118 +1,28 @@
-"""A hand-written PyTorch training loop for genkit's GPT: the reference genkit is measured against.
-
-Same network (genkit.models.nets.transformer), same cached token ids, same optimiser, schedule
-and clipping as `model=gpt`, but nanoGPT's loop: random windows drawn with torch.randint, no
-Lightning. Run it directly to train nanoGPT's CPU recipe:
+"""Train nanoGPT's CPU recipe on Tiny Shakespeare with genkit's hand-written GPT loop
+(genkit/models/reference/gpt_loop.py), no Lightning:
 
     python scripts/raw_gpt_loop.py --steps 2000
 """
 
 import argparse
-import math
 import time
 
 import torch
-import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from genkit.data.text import TextDataModule
-from genkit.models.nets.transformer import Transformer
+from genkit.config import CONFIG_DIR
+from genkit.models.reference.gpt_loop import RawGPTLoop
 
 
 def load_ids(data_root: str | None, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tiny Shakespeare's train and val ids, through genkit's own cache."""
-    dm = TextDataModule(
-        name="tinyshakespeare",
-        tokenizer="char",
-        vocab_size=65,
-        block_size=block_size,
-        root=data_root,
-        files={"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
-        mirrors=["https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"],
-        fractions={"train": 0.9, "val": 0.1},
-    )
+    """Tiny Shakespeare's train and val ids, through genkit's own data config and cache."""
+    cfg = OmegaConf.load(CONFIG_DIR / "data" / "tinyshakespeare.yaml")
+    cfg.root, cfg.pretrained_tokenizer, cfg.vocab_size, cfg.block_size, cfg.seed = data_root, None, 65, block_size, 0
+    dm = instantiate(cfg)
     dm.setup()
-    return torch.from_numpy(dm.ids["train"].astype("int64")), torch.from_numpy(dm.ids["val"].astype("int64"))
-
-
-class RawGPTLoop:
-    """nanoGPT's train.py reduced to its loop; `step()` is one optimiser step."""
-
-    def __init__(
-        self,
-        train_ids,
-        val_ids,
-        *,
-        vocab_size=65,
-        block_size=64,
-        batch_size=12,
-        n_layer=4,
-        n_head=4,
-        n_embd=128,
-        dropout=0.0,
-        bias=False,
-        lr=1e-3,
-        min_lr=1e-4,
-        warmup=100,
-        total_steps=2000,
-        weight_decay=0.1,
-        betas=(0.9, 0.99),
-        device="cpu",
-        seed=1337,
-    ):
-        torch.manual_seed(seed)
-        self.train_ids, self.val_ids = train_ids.to(device), val_ids.to(device)
-        self.T, self.B, self.device = block_size, batch_size, device
-        self.net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout, bias=bias).to(device)
-        decay = [p for p in self.net.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.net.parameters() if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.opt = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device != "cpu")
-        self.lr, self.min_lr, self.warmup, self.total = lr, min_lr, warmup, total_steps
-        self.device_type = torch.device(device).type
-        self.it = 0
-
-    def lr_at(self, it: int) -> float:
-        if it < self.warmup:
-            return self.lr * (it + 1) / self.warmup
-        progress = min((it - self.warmup) / max(self.total - self.warmup, 1), 1.0)
-        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    def batch(self):
-        ix = torch.randint(len(self.train_ids) - self.T - 1, (self.B,), device=self.device)
-        window = ix[:, None] + torch.arange(self.T + 1, device=self.device)  # (B, T+1)
-        chunk = self.train_ids[window]
-        return chunk[:, :-1], chunk[:, 1:]
-
-    def step(self) -> float:
-        for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.it)
-        x, y = self.batch()
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.device_type == "cuda"):
-            logits, _ = self.net(x)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-        self.opt.step()
-        self.it += 1
-        return loss.item()
-
-    @torch.no_grad()
-    def val_loss(self) -> float:
-        """Per-token loss over the whole val split in contiguous windows (as genkit evaluates)."""
-        self.net.eval()
-        ids, total, count = self.val_ids, 0.0, 0
-        for start in range(0, len(ids) - 1, self.T * 256):
-            chunk = ids[start : start + self.T * 256 + 1]
-            n = (len(chunk) - 1) // self.T * self.T
-            if n == 0:
-                break
-            x, y = chunk[:n].view(-1, self.T), chunk[1 : n + 1].view(-1, self.T)
-            logits, _ = self.net(x)
-            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-            count += y.numel()
-        self.net.train()
-        return total / count
+    data = dm.reference_data()
+    return data["train"], data["val"]
 
 
 def main() -> None:

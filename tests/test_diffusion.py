@@ -38,7 +38,7 @@ def test_samplers_shapes_and_range(tmp_path, sampler, steps):
 def test_ema_follows_the_trained_weights(tmp_path, tiny_data_root):
     cfg = make_cfg(tmp_path, *SMALL_UNET, f"data.root={tiny_data_root}", *TINY_IMAGE_RUN)
     train(cfg)
-    from genkit.sample import load_model
+    from genkit.checkpoints import load_model
 
     model, _, _ = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt")
     live = torch.cat([p.flatten() for p in model.process.net.parameters()])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genkit.errors import GenkitError
-from genkit.evaluate import nll_samples
+from genkit.models.vae import nll_samples
 from genkit.metrics.classifier import DomainClassifier, domain_classifier
 from genkit.metrics.image_scores import classifier_scores
 from genkit.train import train

@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from genkit.checkpoints import AtomicCheckpointIO, load_checkpoint
+from genkit.callbacks.checkpoint import AtomicCheckpointIO
+from genkit.checkpoints import load_checkpoint
 from genkit.train import train
 from tests.helpers import REPO, TINY_IMAGE_RUN, make_cfg, run_cli, wait_for
 

@@ -3,17 +3,16 @@
 - Datasets gather a whole batch in one indexing call (`__getitems__`), so the DataLoader passes
   that batch through unchanged (`keep_batch`) instead of collating single samples.
 - `data.batch_size` is the global batch: each of N processes loads batch_size / N, split
-  further into gradient-accumulation steps when `data.max_device_batch` is smaller.
+  further into the gradient-accumulation steps that the trainer builder chose.
 - Training batches follow one fixed permutation per (seed, epoch) and can start mid-epoch, so a
   run resumed from a checkpoint sees exactly the batches it had not seen yet.
 """
 
-import math
 from collections.abc import Iterator
 
 import lightning as L
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from genkit.errors import GenkitError
 
@@ -23,53 +22,51 @@ def keep_batch(batch):
     return batch
 
 
-def device_batch_size(trainer: L.Trainer | None, global_batch: int, max_device_batch: int | None = None) -> int:
-    """The per-process batch for a global batch; sets gradient accumulation when it must be split."""
-    world = trainer.world_size if trainer is not None else 1
-    if global_batch % world:
+def per_process(trainer: L.Trainer | None, global_batch: int, *, accumulated: bool = True) -> int:
+    """This process's share of a global batch, split further (training batches) into the trainer's
+    gradient-accumulation steps, which genkit.build.build_trainer sets from data.max_device_batch."""
+    if trainer is None:
+        return global_batch
+    world, steps = trainer.world_size, trainer.accumulate_grad_batches if accumulated else 1
+    if global_batch % (world * steps):
         raise GenkitError(
-            f"The global batch size {global_batch} does not split evenly over {world} processes; "
-            f"choose data.batch_size as a multiple of {world}."
+            f"The global batch size {global_batch} does not split evenly over {world} processes x {steps} "
+            f"accumulation steps; choose data.batch_size as a multiple of {world * steps}."
         )
-    per_device = global_batch // world
-    if trainer is None or not max_device_batch or per_device <= max_device_batch:
-        return per_device
-    steps = math.ceil(per_device / max_device_batch)
-    if per_device % steps:
-        raise GenkitError(
-            f"A per-process batch of {per_device} does not split into {steps} equal accumulation steps of at most "
-            f"data.max_device_batch={max_device_batch}; choose sizes that divide evenly."
-        )
-    if not trainer.lightning_module.automatic_optimization:
-        raise GenkitError(
-            f"{type(trainer.lightning_module).__name__} steps its optimizers itself and cannot accumulate "
-            f"gradients: raise data.max_device_batch to {per_device} or lower data.batch_size."
-        )
-    trainer.accumulate_grad_batches = steps
-    return per_device // steps
+    return global_batch // (world * steps)
 
 
 class ShuffledBatches(Sampler[list[int]]):
-    """Batches of this process's share of a permutation fixed by (seed, epoch).
+    """Batches of this process's share of a permutation fixed by (seed, epoch), resumable.
 
-    `skip` batches of `start_epoch` are left out: a resumed run continues where it stopped.
-    Every process gets the same number of batches (the permutation is cut to a multiple of
-    the world size), as DDP requires.
+    It counts the batches training consumed (`consumed()`, called by the data module as each
+    training batch reaches the model) and saves that count through Lightning's state_dict
+    protocol, so a run resumed mid-epoch starts with the first batch it had not trained on.
+    (Counting what the sampler yielded would be wrong: the loop fetches batches ahead.)
+    Every process gets the same number of batches (the permutation is cut to a multiple of the
+    world size), as DDP requires.
     """
 
-    def __init__(
-        self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1, start_epoch: int = 0, skip: int = 0
-    ):
+    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world = rank, world
-        self.epoch = self.start_epoch = start_epoch
-        self.skip = skip
+        self.epoch = self.done = 0
         # Lightning calls set_epoch on `dataloader.sampler` and `batch_sampler.sampler`, not on a
         # batch sampler itself: point `sampler` here so each epoch gets its own permutation
         self.sampler = self
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        if epoch != self.epoch:
+            self.epoch, self.done = epoch, 0
+
+    def consumed(self) -> None:
+        self.done += 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "done": self.done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.done = int(state["epoch"]), int(state["done"])
 
     def __len__(self) -> int:
         return (self.n // self.world) // self.batch_size
@@ -77,9 +74,19 @@ class ShuffledBatches(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         share = order[: self.n - self.n % self.world][self.rank :: self.world]
-        first = self.skip if self.epoch == self.start_epoch else 0
-        for b in range(first, len(self)):
+        for b in range(self.done, len(self)):
             yield share[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position is its batch sampler's: Lightning saves this state_dict in
+    checkpoints and restores it before iterating again (its protocol for resumable loaders)."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)
 
 
 def data_device(trainer: L.Trainer | None, on_device: str | bool, nbytes: int) -> torch.device | None:
@@ -109,17 +116,7 @@ def eval_indices(trainer: L.Trainer | None, n: int) -> list[int]:
 
 
 def train_batches(trainer: L.Trainer | None, n: int, batch_size: int, seed: int) -> ShuffledBatches:
-    """The training batch sampler, picking up mid-epoch when the trainer was restored from a checkpoint."""
+    """The training batch sampler of this process."""
     if trainer is None:
         return ShuffledBatches(n, batch_size, seed=seed)
-    # read before the fit loop resets its counters: batches fully processed in the current epoch
-    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-    return ShuffledBatches(
-        n,
-        batch_size,
-        seed=seed,
-        rank=trainer.global_rank,
-        world=trainer.world_size,
-        start_epoch=trainer.current_epoch,
-        skip=done,
-    )
+    return ShuffledBatches(n, batch_size, seed=seed, rank=trainer.global_rank, world=trainer.world_size)

@@ -5,10 +5,13 @@ one big-endian int32 per dimension, then the values in row-major order.
 """
 
 import gzip
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from genkit.errors import GenkitError
 
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -29,6 +32,21 @@ def read_idx(path: str | Path) -> torch.Tensor:
         raise ValueError(f"{path} is truncated or padded: shape {shape} needs {expected} bytes of data")
     values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return torch.from_numpy(values.astype(dtype.newbyteorder("="), copy=True))
+
+
+def read_idx_split(paths: Mapping[str, Path], prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, C, H, W) and labels (N,) of one split: the `<prefix>-images-*` and
+    `<prefix>-labels-*` files among `paths` (file name -> path), as MNIST names them."""
+    try:
+        images = next(p for n, p in paths.items() if n.startswith(f"{prefix}-images"))
+        labels = next(p for n, p in paths.items() if n.startswith(f"{prefix}-labels"))
+    except StopIteration:
+        raise GenkitError(
+            f"No {prefix}-images-* and {prefix}-labels-* files among {', '.join(paths)}; "
+            f"set data.splits to the files' name prefixes."
+        ) from None
+    x = read_idx(images)
+    return (x.unsqueeze(1) if x.dim() == 3 else x), read_idx(labels)  # (N, H, W) grey -> (N, 1, H, W)
 
 
 def write_idx(path: str | Path, values: np.ndarray) -> None:

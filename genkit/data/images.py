@@ -1,4 +1,4 @@
-"""One LightningDataModule for MNIST-format image sets (MNIST, Fashion-MNIST, ...).
+"""One LightningDataModule for labelled image sets read by format (`idx`: MNIST, Fashion-MNIST).
 
 Images come as float tensors (B, C, H, W) in [-1, 1] with integer labels. The whole set is a
 uint8 tensor in memory (47 MB for MNIST), and batches are gathered with one indexing call per
@@ -6,16 +6,18 @@ batch (`__getitems__`) instead of one Python call per image.
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.utils import save_image
 
-from genkit.data.batching import data_device, device_batch_size, eval_indices, keep_batch, train_batches
+from genkit.data.base import GenkitDataModule, with_suffix
+from genkit.data.batching import data_device, eval_indices, keep_batch, per_process
 from genkit.data.download import ensure_files, resolve_root
-from genkit.data.idx import read_idx
+from genkit.data.idx import read_idx_split
 from genkit.errors import GenkitError
 
 log = logging.getLogger(__name__)
@@ -38,21 +40,44 @@ class ImageTensors(Dataset):
         return self.images[idx].float() / 127.5 - 1.0, self.labels[idx]
 
 
-class ImageDataModule(L.LightningDataModule):
-    """Train / val carved from the official training file with a fixed seed; test = the test file.
+# format -> reader of one split: (files on disk, the split's file-name prefix) -> (images, labels)
+READERS: dict[str, Callable[[Mapping[str, Path], str], tuple[torch.Tensor, torch.Tensor]]] = {
+    "idx": read_idx_split,
+}
 
-    batch_size is the global batch: under DDP each of N processes loads batch_size / N.
+
+def save_grid(images: torch.Tensor, path: str | Path) -> Path:
+    """Images (N, C, H, W) in [-1, 1] as a square-ish grid PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = math.ceil(math.sqrt(len(images)))
+    save_image(images.float().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    return path
+
+
+class ImageDataModule(GenkitDataModule):
+    """Train / val carved from the training split with a fixed seed (`split_seed`); test = the test
+    split. `splits` names each split's files (for `idx`: their name prefix, e.g. `t10k` for test).
+
+    batch_size is the global batch: under DDP each of N processes loads batch_size / N. Training
+    batches are shuffled by `seed` (the run's seed), independently of the validation split.
     """
+
+    modality = "images"
+    sample_inputs = ("images",)
 
     def __init__(
         self,
         name: str,
         files: Mapping[str, str],
         mirrors: Sequence[str],
+        format: str = "idx",
+        splits: Mapping[str, str] | None = None,
         root: str | None = None,
         folder: str | None = None,
         val_size: int = 5000,
         split_seed: int = 12345,
+        seed: int = 12345,
         batch_size: int = 128,
         eval_batch_size: int = 500,
         num_workers: int = 0,
@@ -63,10 +88,13 @@ class ImageDataModule(L.LightningDataModule):
         num_classes: int = 10,
     ):
         super().__init__()
-        self.name = name
+        if format not in READERS:
+            raise GenkitError(f"data.format={format!r} is not an image format genkit reads: {', '.join(READERS)}.")
+        self.name, self.format = name, format
+        self.splits = dict(splits or {"train": "train", "test": "test"})
         self.files, self.mirrors = dict(files), list(mirrors)
         self.folder = resolve_root(root) / (folder or name)
-        self.val_size, self.split_seed = val_size, split_seed
+        self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.max_device_batch, self.on_device = num_workers, max_device_batch, on_device
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
@@ -80,20 +108,15 @@ class ImageDataModule(L.LightningDataModule):
         return ensure_files(self.folder, self.files, self.mirrors, dataset=self.name)
 
     def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        paths = self.source_files()
-        images_name = next(n for n in paths if n.startswith(split) and "images" in n)
-        labels_name = next(n for n in paths if n.startswith(split) and "labels" in n)
-        images, labels = read_idx(paths[images_name]), read_idx(paths[labels_name]).long()
-        if images.dim() == 3:  # (N, H, W) grey images
-            images = images.unsqueeze(1)
+        images, labels = READERS[self.format](self.source_files(), self.splits[split])
         expected = (self.channels, self.image_size, self.image_size)
         if tuple(images.shape[1:]) != expected or len(images) != len(labels):
             raise GenkitError(
-                f"{paths[images_name]} holds images of shape {tuple(images.shape[1:])} "
+                f"The {split} split of {self.name} holds images of shape {tuple(images.shape[1:])} "
                 f"({len(images)} images, {len(labels)} labels); data={self.name} expects {expected} "
                 f"with one label each. Set data.channels / data.image_size to match the files."
             )
-        return images.contiguous(), labels
+        return images.contiguous(), labels.long()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -109,7 +132,34 @@ class ImageDataModule(L.LightningDataModule):
             self.train_set = ImageTensors(images[train], labels[train])
             self.val_set = ImageTensors(images[val], labels[val])
         if stage in ("test", "predict", None) and self.test_set is None:
-            self.test_set = ImageTensors(*self._load("t10k"))
+            self.test_set = ImageTensors(*self._load("test"))
+
+    # ---- the data contract ----------------------------------------------------------------------
+
+    def sample_input(self, name: str, n: int, options: Mapping) -> torch.Tensor:
+        if name == "images":
+            return self.sample_images(n)
+        return super().sample_input(name, n, options)
+
+    def write_samples(self, samples: torch.Tensor, path: str | Path) -> Path:
+        return save_grid(samples, with_suffix(path, self.sample_suffix))
+
+    def reference_data(self) -> dict[str, torch.Tensor]:
+        if self.train_set is None:
+            self.setup("fit")
+        return {"train": self.train_set.images}
+
+    def test_images(self) -> Iterator[torch.Tensor]:
+        for x, _ in self.test_dataloader():
+            yield x
+
+    def train_images(self, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+        """n random training images (a fixed draw per seed), in batches."""
+        if self.train_set is None:
+            self.setup("fit")
+        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(seed))[:n]
+        for start in range(0, len(order), batch_size):
+            yield self.train_set.__getitems__(order[start : start + batch_size])[0]
 
     def sample_images(self, n: int) -> torch.Tensor:
         """The first n validation images (fixed, so grids of reconstructions compare across runs)."""
@@ -122,19 +172,13 @@ class ImageDataModule(L.LightningDataModule):
         return 0 if self.train_set is not None and self.train_set.images.is_cuda else self.num_workers
 
     def train_dataloader(self) -> DataLoader:
-        batch = device_batch_size(self.trainer, self.batch_size, self.max_device_batch)
-        return DataLoader(
-            self.train_set,
-            batch_sampler=train_batches(self.trainer, len(self.train_set), batch, self.split_seed),
-            num_workers=self._workers(),
-            collate_fn=keep_batch,
-            persistent_workers=self._workers() > 0,
-        )
+        batch = per_process(self.trainer, self.batch_size)
+        return self.training_loader(self.train_set, batch, self.seed, self._workers())
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=device_batch_size(self.trainer, self.eval_batch_size),
+            batch_size=per_process(self.trainer, self.eval_batch_size, accumulated=False),
             sampler=eval_indices(self.trainer, len(dataset)),
             num_workers=self._workers(),
             collate_fn=keep_batch,

@@ -14,16 +14,16 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genkit.data.batching import data_device, device_batch_size, eval_indices, keep_batch, train_batches
+from genkit.data.base import GenkitDataModule, with_suffix
+from genkit.data.batching import data_device, eval_indices, keep_batch, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer
 from genkit.errors import GenkitError
-from genkit.pretrained import pretrained_dir
+from genkit.models.nets.hf_hub import pretrained_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,14 @@ def _read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
-class TextDataModule(L.LightningDataModule):
+def write_text(samples: list[str], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(f"--- sample {i} ---\n{s}" for i, s in enumerate(samples)) + "\n")
+    return path
+
+
+class TextDataModule(GenkitDataModule):
     """Token streams for language models.
 
     The text comes either from named files per split (`splits: {train: ptb.train.txt, ...}`,
@@ -106,6 +113,11 @@ class TextDataModule(L.LightningDataModule):
     cut by `fractions` (`{train: 0.9, val: 0.1}`: the first 90% of the characters, then the rest).
     A split without text (e.g. no test set) falls back to val.
     """
+
+    modality = "text"
+    throughput_unit = "tokens"
+    sample_suffix = ".txt"
+    sample_inputs = ("prompt_ids",)
 
     def __init__(
         self,
@@ -243,19 +255,14 @@ class TextDataModule(L.LightningDataModule):
         if device is not None:  # the token stream on the GPU: windows are gathered there
             ids = torch.from_numpy(np.asarray(ids).astype(np.int64)).to(device)
         windows = TrainWindows(ids, self.block_size)
-        batch = device_batch_size(self.trainer, self.batch_size, self.max_device_batch)
-        return DataLoader(
-            windows,
-            batch_sampler=train_batches(self.trainer, len(windows), batch, self.seed),
-            num_workers=0 if device is not None else self.num_workers,
-            collate_fn=keep_batch,
-        )
+        batch = per_process(self.trainer, self.batch_size)
+        return self.training_loader(windows, batch, self.seed, 0 if device is not None else self.num_workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
         windows = EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id)
         return DataLoader(
             windows,
-            batch_size=device_batch_size(self.trainer, self.eval_batch_size),
+            batch_size=per_process(self.trainer, self.eval_batch_size, accumulated=False),
             sampler=eval_indices(self.trainer, len(windows)),
             num_workers=self.num_workers,
             collate_fn=keep_batch,
@@ -267,7 +274,25 @@ class TextDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
 
-    # ---- text in, text out ----------------------------------------------------------------------
+    # ---- the data contract: text in, text out -------------------------------------------------
+
+    def sample_input(self, name: str, n: int, options: Mapping) -> list[int]:
+        if name == "prompt_ids":
+            return self.prompt_ids(options.get("prompt") or "")
+        return super().sample_input(name, n, options)
+
+    def samples_as_text(self, samples: torch.Tensor) -> list[str]:
+        return self.decode_batch(samples)
+
+    def write_samples(self, samples: torch.Tensor, path: str | Path) -> Path:
+        return write_text(self.decode_batch(samples), with_suffix(path, self.sample_suffix))
+
+    def items_per_sample(self) -> int:
+        return self.block_size
+
+    def reference_data(self) -> dict[str, torch.Tensor]:
+        self.setup()
+        return {split: torch.from_numpy(np.asarray(self._split(split)).astype(np.int64)) for split in ("train", "val")}
 
     def prompt_ids(self, prompt: str = "") -> list[int]:
         """The boundary token followed by the prompt's ids: what generation starts from."""

@@ -10,11 +10,11 @@ import copy
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genkit.models.base import GenerativeModel
 from genkit.models.optim import build_optimizer
 
 
@@ -123,7 +123,9 @@ class GaussianDiffusion(nn.Module):
         return x
 
 
-class Diffusion(L.LightningModule):
+class Diffusion(GenerativeModel):
+    sample_options = ("steps", "sampler", "eta")
+
     def __init__(
         self,
         net: nn.Module,
@@ -146,10 +148,9 @@ class Diffusion(L.LightningModule):
         self.image_shape = tuple(image_shape)
         self.eval_seed = eval_seed
 
-    def compile_networks(self) -> None:
-        """torch.compile the denoisers in place (their state_dict keys do not change)."""
-        self.process.net.compile()
-        self.ema_net.compile()
+    def networks(self) -> dict[str, nn.Module]:
+        # the denoisers, not the process around them (its forward draws the noise)
+        return {"denoiser": self.process.net, "ema_denoiser": self.ema_net}
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, _ = batch

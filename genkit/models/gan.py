@@ -1,12 +1,13 @@
 """Generative adversarial network (Goodfellow et al. 2014), trained with manual optimisation."""
 
+import copy
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genkit.models.base import GenerativeModel
 from genkit.models.optim import build_optimizer
 
 LOSSES = ("non_saturating", "hinge")
@@ -31,9 +32,11 @@ def _no_closure() -> None:
     return None
 
 
-class GAN(L.LightningModule):
+class GAN(GenerativeModel):
     # each backward pass reaches only one network: under DDP the other's gradients never arrive
     ddp_find_unused_parameters = True
+    # no validation loss of a GAN measures its samples; ValidationFID's val/fid_clf does
+    checkpoint_metric = None
 
     def __init__(
         self,
@@ -54,11 +57,6 @@ class GAN(L.LightningModule):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
-
-    def compile_networks(self) -> None:
-        """torch.compile both networks in place (their state_dict keys do not change)."""
-        self.generator.compile()
-        self.discriminator.compile()
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -109,6 +107,22 @@ class GAN(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step("test", batch[0])
+
+    def reference_loop(self, data, batch_size: int, device: torch.device):
+        from genkit.models.reference.gan_loop import RawGANLoop
+
+        return RawGANLoop(
+            data["train"].to(device),
+            generator=copy.deepcopy(self.generator),
+            discriminator=copy.deepcopy(self.discriminator),
+            batch_size=batch_size,
+            latent_dim=self.latent_dim,
+            lr_g=self.optimizer_g.keywords["lr"],
+            lr_d=self.optimizer_d.keywords["lr"],
+            betas=tuple(self.optimizer_g.keywords.get("betas", (0.9, 0.999))),
+            loss=self.loss,
+            device=device,
+        )
 
     def configure_optimizers(self):
         return [

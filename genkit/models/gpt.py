@@ -1,20 +1,24 @@
 """GPT-style language model: next-token cross-entropy, AdamW with warmup + cosine decay,
 per-token perplexity, and sampling with temperature / top-k / top-p through a KV cache."""
 
+import copy
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
 from genkit.data.text import IGNORE_INDEX
+from genkit.models.base import GenerativeModel
 from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.optim import build_optimizer
 
 
-class GPT(L.LightningModule):
+class GPT(GenerativeModel):
+    modality = "text"
+    sample_options = ("max_new_tokens", "temperature", "top_k", "top_p", "use_cache")
+
     def __init__(
         self,
         net: nn.Module,
@@ -26,6 +30,7 @@ class GPT(L.LightningModule):
     ):
         super().__init__()
         if init_from:
+            # the weights of a Hugging Face GPT-2 (a hub id or a local folder)
             from genkit.models.nets.hf_gpt2 import load_gpt2_weights
 
             load_gpt2_weights(net, init_from)
@@ -79,6 +84,32 @@ class GPT(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_eval("test", self.test_nll)
+
+    def data_inputs(self, options) -> tuple[str, ...]:
+        return ("prompt_ids",)
+
+    def flops_per_step(self, batch_size: int) -> float:
+        """6N + 12 L T d per token (Kaplan et al. 2020; PaLM's appendix B), N without position embeddings."""
+        net = self.net
+        n = sum(p.numel() for p in net.parameters()) - net.wpe.weight.numel()
+        per_token = 6 * n + 12 * net.n_layer * net.block_size * net.n_embd
+        return per_token * net.block_size * batch_size
+
+    def reference_loop(self, data, batch_size: int, device):
+        from genkit.models.reference.gpt_loop import RawGPTLoop
+
+        opt = self.optimizer.keywords
+        return RawGPTLoop(
+            data["train"],
+            data["val"],
+            block_size=self.net.block_size,
+            batch_size=batch_size,
+            lr=opt["lr"],
+            betas=tuple(opt.get("betas", (0.9, 0.999))),
+            weight_decay=opt.get("weight_decay", 0.0),
+            device=device,
+            net=copy.deepcopy(self.net),
+        )
 
     @torch.no_grad()
     def sample(

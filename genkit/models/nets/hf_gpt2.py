@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from genkit.errors import GenkitError
+from genkit.models.nets.hf_hub import GPT2_SIZES, pretrained_config, pretrained_dir
 from genkit.models.nets.transformer import Transformer
-from genkit.pretrained import GPT2_SIZES, pretrained_config, pretrained_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints given as a hub id or a local folder, for weights and tokenizers."""
+"""Hugging Face GPT-2 checkpoints given as a hub id or a local folder: their sizes, weights and tokenizer files."""
 
 import json
 from functools import lru_cache
