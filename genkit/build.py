@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from genkit.callbacks.checkpoint import AtomicCheckpointIO, ConfigInCheckpoint, RNGStateInCheckpoint
@@ -63,11 +63,29 @@ def build_model(cfg: DictConfig) -> GenerativeModel:
     return model
 
 
-def check_pair(model: GenerativeModel, datamodule: GenkitDataModule, cfg: DictConfig) -> None:
-    if model.modality != datamodule.modality:
+def target_class(cfg: DictConfig, kind: str, base: type) -> type:
+    """The class a `model` or `data` config names, checked against its contract before it is built."""
+    target = cfg[kind]._target_
+    try:
+        cls = get_class(target)
+    except Exception as err:  # ImportError, AttributeError, ValueError: all mean "no such class"
         raise GenkitError(
-            f"model {cfg.model._target_} generates {model.modality} but data {datamodule.name} holds "
-            f"{datamodule.modality}; pick a data set of {model.modality} (or a model of {datamodule.modality})."
+            f"{kind}._target_={target} cannot be imported ({type(err).__name__}: {str(err).splitlines()[0][:160]}). "
+            f"Check the name; a family or data set of your own must be importable (its folder on PYTHONPATH)."
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise _contract_error(kind, target, base)
+    return cls
+
+
+def check_pair(cfg: DictConfig) -> None:
+    """A model trains only on data of its modality: say so before building either."""
+    model = target_class(cfg, "model", GenerativeModel)
+    data = target_class(cfg, "data", GenkitDataModule)
+    if model.modality != data.modality:
+        raise GenkitError(
+            f"model {cfg.model._target_} generates {model.modality} but data {cfg.data.get('name')} holds "
+            f"{data.modality}; pick a data set of {model.modality} (or a model of {data.modality})."
         )
 
 
@@ -169,8 +187,8 @@ def training_callbacks(cfg: DictConfig) -> list:
 def build(cfg: DictConfig, *, with_trainer: bool = True) -> Parts:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_pair(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    check_pair(model, datamodule, cfg)
     trainer = build_trainer(cfg, model=model) if with_trainer else None
     return Parts(datamodule, model, trainer)

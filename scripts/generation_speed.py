@@ -8,8 +8,7 @@ import time
 
 import torch
 
-from genkit.checkpoints import resolve_checkpoint
-from genkit.checkpoints import load_model
+from genkit.checkpoints import load_model, resolve_checkpoint
 
 
 def tokens_per_s(model, prompt: list[int], n: int, new: int, use_cache: bool) -> float:

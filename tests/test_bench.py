@@ -9,6 +9,9 @@ import torch
 from genkit.build import build_model
 from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli, tiny_text_run
 
+# each runs the whole bench command: minutes together, so in the slow tier
+pytestmark = pytest.mark.slow
+
 FAMILIES = [
     ("gan", ()),
     ("vae", ()),

@@ -5,7 +5,7 @@ import struct
 import pytest
 import torch
 
-from tests.helpers import needs_shared, run_cli
+from tests.helpers import cli_in_process, needs_shared, run_cli
 
 
 def png_size(path):
@@ -35,7 +35,7 @@ def test_cfg_job_prints_config_without_running(tmp_path):
 
 
 def test_unknown_model_is_short_and_lists_choices(tmp_path):
-    out = run_cli("train", "model=nope", cwd=tmp_path)
+    out = cli_in_process("train", "model=nope", cwd=tmp_path)
     assert out.returncode != 0
     message = out.stdout + out.stderr
     assert "gan" in message and "nope" in message
@@ -44,7 +44,7 @@ def test_unknown_model_is_short_and_lists_choices(tmp_path):
 
 
 def test_missing_data_offline_is_one_paragraph(tmp_path):
-    out = run_cli(
+    out = cli_in_process(
         "train",
         "debug=fast",
         "data.mirrors=[http://127.0.0.1:9/]",
@@ -64,7 +64,7 @@ def test_bad_checkpoints_are_reported(tmp_path, kind):
     elif kind == "corrupt":
         torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
         path.write_bytes(path.read_bytes()[:500])
-    out = run_cli("sample", f"ckpt={path}", cwd=tmp_path)
+    out = cli_in_process("sample", f"ckpt={path}", cwd=tmp_path)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "model.ckpt" in out.stderr.replace("\n", "")

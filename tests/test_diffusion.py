@@ -6,7 +6,7 @@ from genkit.models.diffusion import beta_schedule
 from genkit.train import train
 from tests.helpers import TINY_IMAGE_RUN, make_cfg
 
-SMALL_UNET = ("model=diffusion", "model.net.base=8", "model.sample_steps=3", "model.timesteps=50")
+SMALL_UNET = ("model=diffusion", "model.net.base=8", "model.sample_steps=3", "model.timesteps=10")
 
 
 @pytest.mark.parametrize("schedule,objective", [("linear", "eps"), ("cosine", "v")])

@@ -3,7 +3,7 @@
 import pytest
 
 from genkit.checkpoints import load_checkpoint
-from tests.helpers import SHARED_DATA, TINY_IMAGE_RUN, needs_shared, run_cli, tiny_text_run
+from tests.helpers import TINY_IMAGE_RUN, needs_shared, run_cli, tiny_text_run
 
 pytestmark = pytest.mark.slow
 
@@ -60,4 +60,3 @@ def test_multirun_of_ddp_jobs_trains_each_job_once(tmp_path, tiny_data_root):
         assert load_checkpoint(sweeps[0] / job / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert (out.stdout + out.stderr).count("training stopped at step 3") == 2
     assert not (tmp_path / "outputs" / "gan-mnist").exists()  # no stray single-run directories
-    assert SHARED_DATA.name == "data"

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from genkit.errors import GenkitError
-from genkit.models.vae import nll_samples
 from genkit.metrics.classifier import DomainClassifier, domain_classifier
 from genkit.metrics.image_scores import classifier_scores
+from genkit.models.vae import nll_samples
 from genkit.train import train
-from tests.helpers import SHARED_DATA, TINY_IMAGE_RUN, make_cfg, needs_shared, run_cli
+from tests.helpers import TINY_IMAGE_RUN, make_cfg, needs_shared, run_cli
 
 
 def test_fid_of_identical_sets_is_zero_and_grows_with_noise():
@@ -106,4 +106,3 @@ def test_train_vae_then_eval_cli(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((run / "eval.json").read_text())
     assert "fid_clf" in result and result["test/nll"] > 0
-    assert SHARED_DATA.name == "data"

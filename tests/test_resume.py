@@ -90,16 +90,17 @@ def start_training(tmp_path, root, *extra) -> tuple[subprocess.Popen, object]:
         return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT), run
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
     proc, run = start_training(tmp_path, tiny_data_root)
     try:
-        assert wait_for(lambda: (run / "checkpoints" / "step_0000015.ckpt").exists(), timeout=120)
+        # generous: under a loaded machine the child takes long to start (no assertion on speed)
+        assert wait_for(lambda: (run / "checkpoints" / "step_0000015.ckpt").exists(), timeout=600)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     saved = ckpt_step(run / "checkpoints" / "last.ckpt")  # loadable: never half-written
     assert saved >= 15 and saved % 5 == 0
-    assert not list((run / "checkpoints").glob(".*.tmp"))
     out = run_cli(
         "train",
         f"data.root={tiny_data_root}",
@@ -113,12 +114,15 @@ def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in out.stdout
     assert ckpt_step(run / "checkpoints" / "last.ckpt") == saved + 3
+    # a write that kill -9 cut short leaves a temporary file; the resumed run clears it
+    assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGUSR1, 0)])
 def test_signals_save_a_checkpoint_at_the_current_step(tmp_path, tiny_data_root, signum, code):
     proc, run = start_training(tmp_path, tiny_data_root)
-    assert wait_for(lambda: (run / "checkpoints" / "step_0000010.ckpt").exists(), timeout=120)
+    assert wait_for(lambda: (run / "checkpoints" / "step_0000010.ckpt").exists(), timeout=600)
     proc.send_signal(signum)
     assert proc.wait(timeout=120) == code
     log = (tmp_path / "train.log").read_text()

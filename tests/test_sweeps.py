@@ -46,6 +46,39 @@ def test_optuna_sweep_of_three_trials(tmp_path):
     assert (sweep / "optuna.db").is_file()
 
 
+@pytest.mark.slow
+def test_gan_optuna_search_scores_trials_by_validation_fid(tmp_path, tiny_data_root):
+    """hparams_search=gan_optuna as shipped: trials ranked by val/fid_clf of genkit.callbacks.fid.ValidationFID."""
+    out = run_cli(
+        "train",
+        "-m",
+        "hparams_search=gan_optuna",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN,
+        "callbacks.fid.n_samples=32",
+        "+callbacks.fid.classifier_epochs=1",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.seed=0",
+        "hydra.sweeper.params={data.batch_size: 'choice(16)'}",
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun" / "gan-mnist").iterdir()
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert sum(result["trials"].values()) == 2
+    assert result["best_value"] >= 0 and result["best_params"]["data.batch_size"] == 16
+    assert set(result["best_params"]) == {
+        "model.optimizer_g.lr",
+        "model.optimizer_d.lr",
+        "model.loss",
+        "data.batch_size",
+    }
+    rows = (sweep / "0" / "metrics.csv").read_text()
+    assert "val/fid_clf" in rows and "val/is_clf" in rows
+
+
 class _FakeStrategy:
     def broadcast(self, value):
         return value

@@ -67,6 +67,13 @@ class RunCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            # what a write cut short by kill -9 left behind (AtomicCheckpointIO's temporary files)
+            for stale in Path(self.dirpath).glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
+
     def save_last_now(self, trainer: L.Trainer) -> None:
         """Write last.ckpt for the current step, unless it was just written."""
         if self._last_global_step_saved != trainer.global_step:

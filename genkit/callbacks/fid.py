@@ -14,12 +14,17 @@ class ValidationFID(L.Callback):
         self.classifier_epochs, self.seed = classifier_epochs, seed
         self.classifier = None
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # here, not in the validation loop: training the classifier (the first time) needs gradients,
+        # which Lightning's validation loop turns off
+        self.classifier, _ = domain_classifier(
+            trainer.datamodule, device=pl_module.device, epochs=self.classifier_epochs
+        )
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         datamodule = trainer.datamodule
-        if self.classifier is None:
-            self.classifier, _ = domain_classifier(datamodule, device=pl_module.device, epochs=self.classifier_epochs)
         n = min(self.n_samples, len(datamodule.val_set))
         real = datamodule.sample_images(n).split(self.batch_size)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
