@@ -20,9 +20,10 @@ from genkit.models.optim import build_optimizer
 
 def beta_schedule(kind: str, timesteps: int) -> torch.Tensor:
     if kind == "linear":
-        # Ho et al. 2020, sec. 4: beta from 1e-4 to 0.02 over 1000 steps (scaled for other T)
+        # Ho et al. 2020, sec. 4: beta from 1e-4 to 0.02 over 1000 steps (scaled for other T); capped
+        # below 1 like the cosine schedule, or under ~50 steps the last betas pass 1 and x_t is NaN
         scale = 1000 / timesteps
-        return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+        return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64).clamp(max=0.999)
     if kind == "cosine":
         # Nichol & Dhariwal 2021, eq. 17: alpha_bar(t) = cos^2(((t/T + s) / (1 + s)) * pi/2)
         s = 0.008
