@@ -2,6 +2,7 @@
 
 (Writing checkpoints is genkit.callbacks.checkpoint's.)"""
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from genkit.build import build_datamodule, build_model
 from genkit.errors import CheckpointError
 from genkit.models.base import GenerativeModel
+from genkit.trust import check_targets, shipped_data_config
 
 LAST = "last.ckpt"
 
@@ -82,11 +84,23 @@ class LoadedRun(NamedTuple):
     config: DictConfig
 
 
-def load_model(path: str | Path) -> LoadedRun:
-    """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode."""
+def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_root: str | None = None) -> LoadedRun:
+    """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode.
+
+    The checkpoint's config is data, not code (genkit.trust): only trusted classes are built,
+    data sets live under this machine's data root (`data_root`, else $GENKIT_DATA_DIR, else the
+    user cache), and a built-in data set's files and checksums are genkit's own."""
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
+    for part in ("model", "data", "trainer"):
+        check_targets(run_cfg.get(part) or {}, f"The {part} config of checkpoint {path}", trusted_targets)
     with open_dict(run_cfg):
+        run_cfg.data.root = data_root
+        if "cache_dir" in run_cfg.data:
+            run_cfg.data.cache_dir = None
+        shipped = shipped_data_config(run_cfg.data.get("name"))
+        if shipped is not None and "files" in shipped:
+            run_cfg.data.files, run_cfg.data.mirrors = shipped.files, shipped.mirrors
         if run_cfg.model.get("init_from"):
             # `model.init_from` names the weights a run started from; the checkpoint holds its own
             run_cfg.model.init_from = None
@@ -95,4 +109,7 @@ def load_model(path: str | Path) -> LoadedRun:
     model = build_model(run_cfg)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
-    return LoadedRun(model, build_datamodule(run_cfg), run_cfg)
+    datamodule = build_datamodule(run_cfg)
+    # what the data module saved of itself (a text model's tokenizer): sampling needs no data files
+    datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__) or {})
+    return LoadedRun(model, datamodule, run_cfg)

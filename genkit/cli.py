@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 from rich.console import Console
+from rich.text import Text
 
 from genkit.config import CONFIG_DIR
 from genkit.errors import GenkitError
@@ -139,7 +140,10 @@ def _genkit_cause(err: BaseException | None) -> GenkitError | None:
 
 
 def fail(message: str, exit_code: int = 2) -> None:
-    Console(stderr=True, soft_wrap=False).print(f"[bold red]genkit:[/] {message}", highlight=False)
+    # the message as written (its brackets are not markup); wrapped on a terminal only, so that
+    # paths in logs stay whole
+    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    console.print(Text.assemble(("genkit: ", "bold red"), message), highlight=False)
     sys.exit(exit_code)
 
 

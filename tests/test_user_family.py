@@ -83,11 +83,17 @@ def test_user_family_trains_samples_and_evaluates(tmp_path, tiny_data_root, user
     assert list((run / "samples").glob("step_*.png"))
 
     grid = tmp_path / "grid.png"
-    out = run_cli("sample", f"ckpt={run}", "n=9", f"out={grid}", cwd=tmp_path, env=env)
+    # a checkpoint's config names code: genkit builds the user's classes only when told to trust them
+    out = cli_in_process("sample", f"ckpt={run}", "n=9", f"out={grid}", cwd=tmp_path, env=env)
+    assert out.returncode == 2 and "trusted_targets=[tiny_family.]" in " ".join(out.stderr.split())
+    trust = "trusted_targets=[tiny_family.]"
+    out = run_cli("sample", f"ckpt={run}", "n=9", f"out={grid}", trust, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert grid.is_file()
 
-    out = run_cli("eval", f"ckpt={run}", "n_samples=32", "batch_size=16", "classifier_epochs=1", cwd=tmp_path, env=env)
+    out = run_cli(
+        "eval", f"ckpt={run}", "n_samples=32", "batch_size=16", "classifier_epochs=1", trust, cwd=tmp_path, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((run / "eval.json").read_text())
     assert result["test/loss"] > 0 and result["fid_clf"] >= 0

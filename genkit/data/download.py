@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from genkit.errors import ChecksumError, DataUnavailableError
+from genkit.trust import check_mirror, check_plain_name
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,10 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0) -> Pat
 
 def ensure_files(folder: Path, files: Mapping[str, str], mirrors: Sequence[str], *, dataset: str) -> dict[str, Path]:
     """Return the path of every file, downloading the missing ones from the first mirror that works."""
+    for name in files:
+        check_plain_name(name, f"The {dataset} file")
+    for mirror in mirrors:
+        check_mirror(mirror, dataset)
     found = {name: local_copy(folder, name) for name in files}
     for name, path in found.items():
         if path is not None:

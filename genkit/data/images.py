@@ -19,6 +19,7 @@ from genkit.data.batching import data_device, eval_indices, keep_batch, per_proc
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx_split
 from genkit.errors import GenkitError
+from genkit.trust import check_plain_name
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class ImageDataModule(GenkitDataModule):
         self.name, self.format = name, format
         self.splits = dict(splits or {"train": "train", "test": "test"})
         self.files, self.mirrors = dict(files), list(mirrors)
+        check_plain_name(folder or name, "data.folder")
         self.folder = resolve_root(root) / (folder or name)
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, eval_indices, keep_batch, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
-from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer
+from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
 from genkit.models.nets.hf_hub import pretrained_dir
+from genkit.trust import check_plain_name
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class TextDataModule(GenkitDataModule):
         self.splits, self.fractions = dict(splits or {}), dict(fractions or {})
         self.path = Path(path).expanduser() if path else None
         self.pretrained_tokenizer = pretrained_tokenizer
+        check_plain_name(folder or name, "data.folder")
         self.folder = resolve_root(root) / (folder or name)
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "tokens"
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -234,7 +236,7 @@ class TextDataModule(GenkitDataModule):
         log.info("Tokenised %s: %s tokens, cached in %s", self.name, meta["tokens"], cache)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is not None:
+        if self.ids:
             return
         cache = self.cache_dir()
         if not (cache / "meta.json").is_file():
@@ -275,6 +277,14 @@ class TextDataModule(GenkitDataModule):
         return self._eval_loader("test")
 
     # ---- the data contract: text in, text out -------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The tokenizer, saved in every checkpoint: sampling a checkpoint needs no corpus."""
+        return {"tokenizer": json.dumps(self.tokenizer.to_json())} if self.tokenizer is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "tokenizer" in state:
+            self.tokenizer = tokenizer_from_json(json.loads(state["tokenizer"]))
 
     def sample_input(self, name: str, n: int, options: Mapping) -> list[int]:
         if name == "prompt_ids":

@@ -170,7 +170,13 @@ def save_tokenizer(tokenizer, path: Path) -> None:
 
 
 def load_tokenizer(path: Path):
-    spec = json.loads(Path(path).read_text())
+    return tokenizer_from_json(json.loads(Path(path).read_text()))
+
+
+def tokenizer_from_json(spec: dict):
+    """The tokenizer that `to_json()` described (a checkpoint carries its run's this way)."""
+    if spec.get("kind") not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {spec.get('kind')!r}")
     if spec["kind"] == "bpe":
         return BPETokenizer(Tokenizer.from_str(spec["tokenizer"]))
     return KINDS[spec["kind"]](spec["itos"])

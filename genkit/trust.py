@@ -1,0 +1,96 @@
+"""Loading is not executing: what genkit builds from a config that a checkpoint carries.
+
+A checkpoint may come from a stranger. Its weights load with `weights_only=True`; its config is
+rebuilt only from `_target_`s that genkit trusts: its own classes, PyTorch's optimizers and
+Lightning's trainer, callbacks and loggers, plus prefixes the user names in `trusted_targets`
+(for families of their own). Data files named in it must be plain names under the data root,
+downloaded only over https, and a built-in data set's checksums come from genkit's own configs.
+"""
+
+from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath, PureWindowsPath
+
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from genkit.config import CONFIG_DIR
+from genkit.errors import GenkitError
+
+TRUSTED_TARGETS = (
+    "genkit.",
+    "torch.optim.",
+    "lightning.pytorch.Trainer",
+    "lightning.pytorch.callbacks.",
+    "lightning.pytorch.loggers.",
+)
+# mirrors that tests serve on this machine
+LOCAL_MIRRORS = ("http://127.0.0.1", "http://localhost")
+
+
+class UntrustedConfig(GenkitError):
+    """A checkpoint's config names code or files that genkit will not run or write."""
+
+
+def _targets(node) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_" and isinstance(value, str):
+                yield value
+            else:
+                yield from _targets(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _targets(item)
+
+
+def check_targets(cfg: DictConfig, source: str, trusted: Iterable[str] = ()) -> None:
+    """Every `_target_` in cfg must be a class under a trusted prefix; checked before any import
+    of the user's modules, so a refused target never runs module code either."""
+    prefixes = (*TRUSTED_TARGETS, *trusted)
+    for target in _targets(OmegaConf.to_container(cfg, resolve=False)):
+        if not target.startswith(prefixes):
+            raise UntrustedConfig(
+                f"{source} asks to build `{target}`, which genkit does not build from a checkpoint (it trusts "
+                f"{', '.join(TRUSTED_TARGETS)}). If you trust this checkpoint and that code, pass "
+                f"trusted_targets=[{target.rsplit('.', 1)[0]}.] (a module prefix)."
+            )
+        try:
+            is_class = isinstance(get_class(target), type)
+        except Exception:  # not importable, or not a class: both refused below
+            is_class = False
+        if not is_class:
+            raise UntrustedConfig(
+                f"{source} asks to call `{target}`, which is not a class genkit can build; a genkit checkpoint "
+                f"only names model, network, data, optimizer and trainer classes. The checkpoint was altered."
+            )
+
+
+def check_plain_name(name: str, what: str) -> None:
+    """A file or folder name, not a path: no separators, no `..`, not absolute."""
+    if (
+        not name
+        or name in (".", "..")
+        or PurePosixPath(name).name != name
+        or PureWindowsPath(name).name != name
+        or name.startswith("~")
+    ):
+        raise UntrustedConfig(
+            f"{what} {name!r} is not a plain file name; data files live directly in their data set's "
+            f"folder under the data root (e.g. train-images-idx3-ubyte.gz)."
+        )
+
+
+def check_mirror(url: str, dataset: str) -> None:
+    if not (url.startswith("https://") or url.startswith(LOCAL_MIRRORS)):
+        raise UntrustedConfig(
+            f"The {dataset} mirror {url!r} is not an https:// address; genkit downloads data over https only."
+        )
+
+
+def shipped_data_config(name: str | None) -> DictConfig | None:
+    """genkit's own config of the built-in data set with this name, if there is one."""
+    for path in sorted((CONFIG_DIR / "data").glob("*.yaml")):
+        cfg = OmegaConf.load(path)
+        if cfg.get("name") == name:
+            return cfg
+    return None
