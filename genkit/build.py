@@ -78,6 +78,19 @@ def target_class(cfg: DictConfig, kind: str, base: type) -> type:
     return cls
 
 
+# run options that Lightning or the data modules would otherwise reject deep inside (or not at all)
+WHOLE_NUMBERS = {"data.batch_size": 1, "data.eval_batch_size": 1, "trainer.max_epochs": -1, "trainer.max_steps": -1}
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    for key, low in WHOLE_NUMBERS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise GenkitError(f"{key}={value!r} must be a whole number of at least {low}.")
+
+
 def check_pair(cfg: DictConfig) -> None:
     """A model trains only on data of its modality: say so before building either."""
     model = target_class(cfg, "model", GenerativeModel)
@@ -187,6 +200,7 @@ def training_callbacks(cfg: DictConfig) -> list:
 def build(cfg: DictConfig, *, with_trainer: bool = True) -> Parts:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_run_options(cfg)
     check_pair(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)

@@ -22,6 +22,7 @@ from genkit.data.images import ImageDataModule
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
 from genkit.models.base import GenerativeModel
+from genkit.options import check_options
 from genkit.report import write_report
 from genkit.runtime import device_for
 
@@ -60,6 +61,7 @@ def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: to
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    check_options("eval", cfg)
     t0 = time.perf_counter()
     device = device_for("auto")
     if cfg.real:

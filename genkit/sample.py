@@ -5,10 +5,13 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from genkit.config import CONFIG_DIR
+from genkit.errors import GenkitError
 from genkit.models.base import sample_from
+from genkit.options import check_family_options, check_options
 from genkit.runtime import device_for
 
 log = logging.getLogger("genkit")
@@ -18,6 +21,7 @@ SAMPLE_KEYS = ("ckpt", "n", "seed", "out", "paths", "trusted_targets", "data_roo
 
 
 def sample(cfg: DictConfig) -> Path:
+    check_options("sample", cfg)
     path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
     if cfg.ckpt is None:
         log.info("No ckpt given: using the newest run's %s", path)
@@ -27,12 +31,21 @@ def sample(cfg: DictConfig) -> Path:
 
     # every other key of the sample config is an option for the family (sample_options) or its data
     options = {k: v for k, v in cfg.items() if k not in SAMPLE_KEYS}
+    defaults = OmegaConf.load(CONFIG_DIR / "sample.yaml")
+    taken = (*model.sample_options, *datamodule.input_options)
+    check_family_options(options, defaults, taken, options, type(model).__name__)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     out = sample_from(model, datamodule, cfg.n, generator, options)
 
     for text in datamodule.samples_as_text(out):
         print(text, end="\n\n")
     stem = run_dir_of(path) / "samples" / f"sample_{time.strftime('%Y%m%d-%H%M%S')}"
-    dest = datamodule.write_samples(out, cfg.out or stem)
+    try:
+        dest = datamodule.write_samples(out, cfg.out or stem)
+    except OSError as err:
+        raise GenkitError(
+            f"Could not write the samples to {cfg.out or stem} ({type(err).__name__}: {err.strerror or err}); "
+            f"pass out=<a file in a folder you can write>."
+        ) from None
     log.info("Wrote %d samples to %s", cfg.n, dest)
     return dest

@@ -1,9 +1,12 @@
 """`genkit train`: fit a model as its config says and return the final metrics."""
 
 import logging
+import shlex
+import shutil
 from pathlib import Path
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -12,6 +15,34 @@ from genkit.checkpoints import LAST, resolve_checkpoint
 from genkit.errors import GenkitError, Interrupted
 
 log = logging.getLogger("genkit")
+
+
+class _Exceptions(L.Callback):
+    """Remembers what stopped training (Lightning turns Ctrl-C into a bare exit)."""
+
+    def __init__(self):
+        self.seen: BaseException | None = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.seen = exception
+
+
+def resume_command(cfg: DictConfig) -> str:
+    """The command that continues this run in its own directory, as the user can paste it."""
+    run_dir = Path(cfg.paths.output_dir)
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
+    return shlex.join(["genkit", "train", *overrides, f"hydra.run.dir={run_dir}"])
+
+
+def _stopped(cfg: DictConfig, trainer: L.Trainer, how: str, exit_code: int) -> Interrupted:
+    error = Interrupted(
+        f"Training was stopped by {how} at step {trainer.global_step}; its state is saved in "
+        f"{Path(cfg.paths.output_dir) / 'checkpoints' / LAST}. To resume, run: {resume_command(cfg)}"
+    )
+    error.exit_code = exit_code
+    return error
 
 
 class _LastValidation(L.Callback):
@@ -46,15 +77,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt = resume_path(cfg)
     if ckpt is not None:
         log.info("Resuming from %s", ckpt)
-    last_validation = _LastValidation()
-    trainer.callbacks.append(last_validation)
+    last_validation, exceptions = _LastValidation(), _Exceptions()
+    trainer.callbacks.extend([last_validation, exceptions])
     try:
         trainer.fit(parts.model, datamodule=parts.datamodule, ckpt_path=ckpt)
     except SIGTERMException:
-        raise Interrupted(
-            f"Training was stopped by SIGTERM at step {trainer.global_step}; its state is saved in "
-            f"{Path(cfg.paths.output_dir) / 'checkpoints' / LAST}. Run the same command again to resume."
-        ) from None
+        raise _stopped(cfg, trainer, "SIGTERM", 143) from None
+    except SystemExit:
+        # Lightning saves (genkit's RunCheckpoint.on_exception) and exits 1 on Ctrl-C
+        if isinstance(exceptions.seen, KeyboardInterrupt):
+            raise _stopped(cfg, trainer, "Ctrl-C (SIGINT)", 130) from None
+        raise
     metrics = _scalars(trainer)
     # runs that stop between validations (max_steps mid-epoch) still end with val metrics
     if last_validation.step != trainer.global_step and trainer.limit_val_batches != 0 and not trainer.interrupted:
@@ -67,9 +100,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def _remove_if_empty(run_dir: Path) -> None:
+    """A run that failed before writing anything but its config and log leaves no directory."""
+    if not run_dir.is_dir():
+        return
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    if all(p.name == "genkit.log" or ".hydra" in p.relative_to(run_dir).parts for p in files):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def train_job(cfg: DictConfig) -> float | None:
     """The Hydra job of `genkit train`: trains, and returns cfg.optimized_metric for sweepers."""
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Exception:
+        _remove_if_empty(Path(cfg.paths.output_dir))
+        raise
     name = cfg.get("optimized_metric")
     if not name:
         return None

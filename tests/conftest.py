@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_tiny_image_set
+from tests.helpers import TINY_IMAGE_RUN, make_cfg, tiny_text_run, write_tiny_image_set
 
 
 @pytest.fixture
@@ -14,3 +14,25 @@ def tiny_data_root(tmp_path: Path) -> Path:
     write_tiny_image_set(root / "mnist")
     write_tiny_image_set(root / "fashion-mnist", seed=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_checkpoint(tmp_path_factory) -> Path:
+    """last.ckpt of a tiny GAN trained 4 steps on tiny MNIST look-alikes (shared, read-only)."""
+    from genkit.train import train
+
+    tmp = tmp_path_factory.mktemp("gan")
+    root = tmp / "data"
+    write_tiny_image_set(root / "mnist")
+    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN))
+    return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_checkpoint(tmp_path_factory) -> Path:
+    """last.ckpt of a one-layer GPT trained 2 steps on a small corpus (shared, read-only)."""
+    from genkit.train import train
+
+    tmp = tmp_path_factory.mktemp("gpt")
+    train(make_cfg(tmp, *tiny_text_run(tmp), "trainer.max_steps=2", "trainer.max_epochs=1"))
+    return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"

@@ -14,6 +14,9 @@ CASES = [
     (["model=gan", "data.splits.test=nope", "test=true"], ["nope-images", "data.splits"]),
     (["model=gan", "data.max_device_batch=8"], ["cannot accumulate", "data.max_device_batch"]),
     (["model=vae", "data.batch_size=16", "data.max_device_batch=6"], ["does not split", "accumulation"]),
+    (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "whole number"]),
+    (["data.batch_size=-1"], ["data.batch_size=-1", "whole number"]),
+    (["data.batch_size=100000"], ["data.batch_size=100000 is more than the 64 training examples"]),
 ]
 
 
@@ -32,3 +35,58 @@ def test_bad_input_is_one_paragraph(tmp_path, tiny_data_root, overrides, words):
     assert len(out.stderr.strip().splitlines()) <= 8, out.stderr
     for word in words:
         assert word in message, (word, message)
+
+
+def test_damaged_data_file_is_named(tmp_path, tiny_data_root):
+    images = tiny_data_root / "mnist" / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:100])  # truncated
+    out = cli_in_process("train", *TINY_IMAGE_RUN, cwd=tmp_path, env={"GENKIT_DATA_DIR": str(tiny_data_root)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "train-images-idx3-ubyte.gz" in out.stderr and "Delete the damaged file" in " ".join(out.stderr.split())
+
+
+def test_empty_text_is_refused_and_leaves_no_cache(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cache = tmp_path / "cache"
+    out = cli_in_process(
+        "train", "model=gpt", "data=text", f"data.path={empty}", f"data.cache_dir={cache}", cwd=tmp_path
+    )
+    assert out.returncode == 2 and "is empty" in " ".join(out.stderr.split())
+    assert not cache.exists() or not any(cache.rglob("*.bin"))
+
+
+# (checkpoint, options, words): options of `genkit sample` and `genkit eval` checked where they enter
+SAMPLE_CASES = [
+    ("gan", ["n=0"], ["n=0", "at least 1"]),
+    ("gan", ["n=-1"], ["n=-1"]),
+    ("gan", ["n=abc"], ["n='abc'"]),
+    ("gan", ["mode=bogus"], ["mode='bogus'", "prior, reconstruct, interpolate"]),
+    ("gan", ["prompt=hello"], ["GAN takes no `prompt`"]),
+    ("gan", ["+temprature=0.5"], ["no option 'temprature'", "temperature"]),
+    ("gan", ["out=/proc/genkit/grid.png"], ["Could not write the samples", "/proc/genkit/grid.png"]),
+    ("gpt", ["temperature=-1"], ["temperature=-1"]),
+    ("gpt", ["top_p=0"], ["top_p=0"]),
+    ("gpt", ["top_p=1.5"], ["top_p=1.5"]),
+    ("gpt", ["top_k=0"], ["top_k=0"]),
+    ("gpt", ["max_new_tokens=-1"], ["max_new_tokens=-1"]),
+    ("gpt", ["mode=reconstruct"], ["GPT takes no `mode`"]),
+]
+
+
+@pytest.mark.parametrize("family,options,words", SAMPLE_CASES, ids=[" ".join(c[1]) for c in SAMPLE_CASES])
+def test_bad_sample_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, tiny_gpt_checkpoint, family, options, words):
+    ckpt = tiny_gan_checkpoint if family == "gan" else tiny_gpt_checkpoint
+    out = cli_in_process("sample", f"ckpt={ckpt}", *options, cwd=tmp_path)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 10
+    for word in words:
+        assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("options,words", [(["n_samples=0"], ["n_samples=0"]), (["+nsamples=5"], ["nsamples"])])
+def test_bad_eval_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, options, words):
+    out = cli_in_process("eval", f"ckpt={tiny_gan_checkpoint}", *options, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert all(word in " ".join(out.stderr.split()) for word in words)

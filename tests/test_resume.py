@@ -1,6 +1,7 @@
 """Resuming runs and surviving faults: normal stops, kill -9, SIGTERM, SIGUSR1, NaN, corrupt files."""
 
 import csv
+import shlex
 import signal
 import subprocess
 import sys
@@ -8,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from genkit.callbacks.checkpoint import AtomicCheckpointIO
+from genkit.callbacks.checkpoint import AtomicCheckpointIO, CheckpointWriteError
 from genkit.checkpoints import load_checkpoint
 from genkit.train import train
-from tests.helpers import REPO, TINY_IMAGE_RUN, make_cfg, run_cli, wait_for
+from tests.helpers import REPO, TINY_IMAGE_RUN, cli_in_process, make_cfg, run_cli, wait_for
 
 
 def tiny_gan(tmp_path, root, *extra):
@@ -68,7 +69,7 @@ def test_resumed_run_sees_exactly_the_unseen_batches(tmp_path, tiny_data_root):
     assert len(straight.read_text().splitlines()) == 12
 
 
-def start_training(tmp_path, root, *extra) -> tuple[subprocess.Popen, object]:
+def start_training(tmp_path, root, *extra, max_steps: int = 100000) -> tuple[subprocess.Popen, object]:
     run = tmp_path / "run"
     args = [
         sys.executable,
@@ -79,7 +80,7 @@ def start_training(tmp_path, root, *extra) -> tuple[subprocess.Popen, object]:
         *TINY_IMAGE_RUN[:3],
         "trainer.accelerator=cpu",
         "trainer.precision=32-true",
-        "trainer.max_steps=100000",
+        f"trainer.max_steps={max_steps}",
         "trainer.max_epochs=-1",
         "callbacks.model_checkpoint.every_n_train_steps=5",
         "logger=csv",
@@ -119,17 +120,48 @@ def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGUSR1, 0)])
-def test_signals_save_a_checkpoint_at_the_current_step(tmp_path, tiny_data_root, signum, code):
-    proc, run = start_training(tmp_path, tiny_data_root)
+@pytest.mark.parametrize(
+    "signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 0)], ids=["TERM", "INT", "USR1"]
+)
+def test_signals_save_and_print_a_resume_command_that_works(tmp_path, tiny_data_root, signum, code):
+    proc, run = start_training(tmp_path, tiny_data_root, max_steps=400)
     assert wait_for(lambda: (run / "checkpoints" / "step_0000010.ckpt").exists(), timeout=600)
     proc.send_signal(signum)
     assert proc.wait(timeout=120) == code
     log = (tmp_path / "train.log").read_text()
     step = ckpt_step(run / "checkpoints" / "last.ckpt")
     assert step >= 10
-    if signum == signal.SIGTERM:
-        assert "stopped by SIGTERM" in log and "Traceback" not in log
+    if signum == signal.SIGUSR1:
+        return
+    assert "Traceback" not in log
+    (command,) = [line.split("To resume, run: ", 1)[1] for line in log.splitlines() if "To resume, run: " in line]
+    args = shlex.split(command)
+    assert args[:2] == ["genkit", "train"] and f"hydra.run.dir={run}" in args
+    out = run_cli(*args[1:], cwd=tmp_path)  # exactly as printed
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in out.stdout
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 400
+
+
+def test_nan_before_any_checkpoint_says_nothing_is_kept(tmp_path, tiny_data_root):
+    out = cli_in_process(
+        "train",
+        f"data.root={tiny_data_root}",
+        *TINY_IMAGE_RUN,
+        "trainer.max_steps=20",
+        "+callbacks.poison={_target_: tests.helpers.PoisonWeights, at_step: 1}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    message = " ".join(out.stderr.split())
+    assert "became nan at step 2" in message and "no checkpoint had been saved yet" in message
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_directory(tmp_path, tiny_data_root):
+    out = cli_in_process("train", "model=gpt", "data=mnist", cwd=tmp_path, env={"GENKIT_DATA_DIR": str(tiny_data_root)})
+    assert out.returncode == 2
+    assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data_root):
@@ -172,7 +204,7 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointWriteError, match="disk full"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(target)["state_dict"]["w"], torch.ones(3))

@@ -9,19 +9,7 @@ import torch
 from genkit.checkpoints import load_model
 from genkit.train import train
 from genkit.trust import shipped_data_config
-from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg, tiny_text_run
-
-
-@pytest.fixture(scope="module")
-def gan_checkpoint(tmp_path_factory, request):
-    """A tiny GAN trained on tiny MNIST look-alikes: its last.ckpt."""
-    tmp = tmp_path_factory.mktemp("gan")
-    from tests.helpers import write_tiny_image_set
-
-    root = tmp / "data"
-    write_tiny_image_set(root / "mnist")
-    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN))
-    return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+from tests.helpers import cli_in_process, make_cfg, tiny_text_run
 
 
 def craft(source, dest, edit) -> str:
@@ -78,9 +66,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,edit,command,words", CASES, ids=[c[0] for c in CASES])
-def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, gan_checkpoint, name, edit, command, words):
+def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, tiny_gan_checkpoint, name, edit, command, words):
     marker = tmp_path / MARKER
-    ckpt = craft(gan_checkpoint, tmp_path / "crafted.ckpt", edit(str(marker)))
+    ckpt = craft(tiny_gan_checkpoint, tmp_path / "crafted.ckpt", edit(str(marker)))
     if command == "eval":  # a data set genkit does not ship: its own files and mirrors are kept, and checked
         ckpt = craft(ckpt, tmp_path / "crafted.ckpt", _set("data.name", "strangers_set"))
     out = cli_in_process(command, f"ckpt={ckpt}", "n=4", f"out={tmp_path / 'x.png'}", cwd=tmp_path)
@@ -92,8 +80,8 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, gan_checkpoint
     assert not marker.exists() and not (tmp_path.parent.parent / MARKER).exists()
 
 
-def test_built_in_data_sets_keep_genkit_own_checksums(tmp_path, gan_checkpoint):
-    ckpt = craft(gan_checkpoint, tmp_path / "c.ckpt", _set("data.files", {"train-images-idx3-ubyte.gz": "f" * 64}))
+def test_built_in_data_sets_keep_genkit_own_checksums(tmp_path, tiny_gan_checkpoint):
+    ckpt = craft(tiny_gan_checkpoint, tmp_path / "c.ckpt", _set("data.files", {"train-images-idx3-ubyte.gz": "f" * 64}))
     run = load_model(ckpt)
     assert dict(run.config.data.files) == dict(shipped_data_config("mnist").files)
     assert run.config.data.root is None  # this machine's data root, not the checkpoint's

@@ -1,6 +1,7 @@
 """Writing checkpoints: atomically, every N steps (the newest `keep` of them), plus `last.ckpt`
 whenever training stops, each carrying the run's config and random-number state."""
 
+import contextlib
 import os
 import random
 from pathlib import Path
@@ -14,6 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from genkit.errors import GenkitError
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temporary file in the same folder, fsync, then rename over the target.
@@ -25,26 +28,39 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # the cleanup must not hide what went wrong
+                tmp.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint {path} ({type(err).__name__}: {err.strerror or err}). Make "
+                f"{path.parent} writable (or free space on its disk); training stopped, and the checkpoints "
+                f"already there are intact."
+            ) from None
         finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         from genkit.checkpoints import load_checkpoint
 
         return load_checkpoint(path)
+
+
+class CheckpointWriteError(GenkitError):
+    """A checkpoint could not be written (read-only folder, full disk)."""
 
 
 # exceptions that stop a healthy run: its state is worth saving (unlike a NaN or a crash)

@@ -1,6 +1,7 @@
 """Stops training on a non-finite loss before a checkpoint can store the damaged weights."""
 
 import math
+from pathlib import Path
 
 import lightning as L
 
@@ -21,8 +22,14 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
         for name, value in trainer.callback_metrics.items():
             if name.startswith("train/") and value.numel() == 1 and not math.isfinite(float(value)):
+                last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+                kept = (
+                    f"the last good checkpoint is kept in {last}"
+                    if last.is_file()
+                    else "no checkpoint had been saved yet, so nothing is kept"
+                )
                 raise NonFiniteLoss(
-                    f"{name} became {float(value)} at step {trainer.global_step}; training stopped and the last "
-                    f"good checkpoint is kept in {trainer.default_root_dir}/checkpoints. Lower the learning rate, "
-                    f"set trainer.gradient_clip_val, or use 32-bit precision, then resume with the same command."
+                    f"{name} became {float(value)} at step {trainer.global_step}; training stopped and {kept}. "
+                    f"Lower the learning rate, set trainer.gradient_clip_val, or use 32-bit precision, then "
+                    f"{'resume with the same run directory' if last.is_file() else 'train again'}."
                 )

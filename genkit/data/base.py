@@ -35,6 +35,8 @@ class GenkitDataModule(L.LightningDataModule):
     sample_suffix: ClassVar[str] = ".png"
     #: inputs this data set can hand a model for generation
     sample_inputs: ClassVar[tuple[str, ...]] = ()
+    #: options of `genkit sample` that this data set reads to make them (text: the prompt)
+    input_options: ClassVar[tuple[str, ...]] = ()
 
     name: str
     batch_size: int
@@ -45,6 +47,11 @@ class GenkitDataModule(L.LightningDataModule):
     def training_loader(self, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0) -> ResumableLoader:
         """Shuffled batches of `batch_size` (this process's share) that resume mid-epoch."""
         self._train_batches = train_batches(self.trainer, len(dataset), batch_size, seed)
+        if len(self._train_batches) == 0:
+            raise GenkitError(
+                f"data.batch_size={self.batch_size} is more than the {len(dataset)} training examples of {self.name} "
+                f"(per process); lower data.batch_size."
+            )
         return ResumableLoader(
             dataset,
             batch_sampler=self._train_batches,

@@ -45,8 +45,14 @@ def read_idx_split(paths: Mapping[str, Path], prefix: str) -> tuple[torch.Tensor
             f"No {prefix}-images-* and {prefix}-labels-* files among {', '.join(paths)}; "
             f"set data.splits to the files' name prefixes."
         ) from None
-    x = read_idx(images)
-    return (x.unsqueeze(1) if x.dim() == 3 else x), read_idx(labels)  # (N, H, W) grey -> (N, 1, H, W)
+    try:
+        x, y = read_idx(images), read_idx(labels)
+    except (ValueError, OSError, EOFError) as err:  # truncated, not gzip, not IDX
+        raise GenkitError(
+            f"A data file cannot be read: {err}. Delete the damaged file ({images.name} or {labels.name} in "
+            f"{images.parent}) so that genkit downloads it again, or replace it with the official one."
+        ) from None
+    return (x.unsqueeze(1) if x.dim() == 3 else x), y  # (N, H, W) grey -> (N, 1, H, W)
 
 
 def write_idx(path: str | Path, values: np.ndarray) -> None:

@@ -119,6 +119,7 @@ class TextDataModule(GenkitDataModule):
     throughput_unit = "tokens"
     sample_suffix = ".txt"
     sample_inputs = ("prompt_ids",)
+    input_options = ("prompt",)
 
     def __init__(
         self,
@@ -208,6 +209,11 @@ class TextDataModule(GenkitDataModule):
         if (cache / "meta.json").is_file():
             return
         texts = self._split_texts()
+        if not texts.get("train", "").strip():
+            raise GenkitError(
+                f"The training text of {self.name} is empty ({self.path or self.folder}); give data.path a file or "
+                f"folder with text in it."
+            )
         pretrained = self._pretrained_folder()
         if pretrained is not None:
             tokenizer = BPETokenizer.from_pretrained(pretrained)

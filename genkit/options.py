@@ -1,0 +1,78 @@
+"""The options of `genkit sample` and `genkit eval`, checked once where they enter.
+
+Each option has one rule (its type and range); a key that no command knows (a typo such as
+`+temprature=0.5`) and an option that the checkpoint's family does not take (`prompt=` for a
+GAN) are refused, each with one paragraph that names the key.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from genkit.config import CONFIG_DIR
+from genkit.errors import GenkitError
+
+
+def _whole(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"a whole number of at least {low}"
+
+
+def _number(test: Callable[[float], bool], words: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and test(v)), words
+
+
+def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), f"one of {', '.join(choices)}"
+
+
+# option -> (test, what it must be); None passes where the config's default is null
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n": _whole(1),
+    "seed": _whole(0),
+    "max_new_tokens": _whole(1),
+    "temperature": _number(lambda v: v >= 0, "a number of at least 0 (0 picks the likeliest token)"),
+    "top_k": _whole(1),
+    "top_p": _number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "mode": _one_of("prior", "reconstruct", "interpolate"),
+    "steps": _whole(1),
+    "sampler": _one_of("ddim", "ddpm"),
+    "eta": _number(lambda v: v >= 0, "a number of at least 0"),
+    "n_samples": _whole(1),
+    "batch_size": _whole(1),
+    "classifier_epochs": _whole(1),
+    "real": (lambda v: isinstance(v, bool), "true or false"),
+    "use_cache": (lambda v: isinstance(v, bool), "true or false"),
+    "inception": (lambda v: v in (True, False, "auto"), "auto, true or false"),
+}
+
+
+def known_keys(command: str) -> set[str]:
+    """The top-level keys of configs/<command>.yaml and the groups it composes."""
+    cfg = OmegaConf.load(CONFIG_DIR / f"{command}.yaml")
+    entries = OmegaConf.to_container(cfg.defaults)
+    groups = {next(iter(d)) if isinstance(d, dict) else d for d in entries}
+    return {k for k in cfg if k != "defaults"} | {g for g in groups if not g.startswith(("override ", "_self_"))}
+
+
+def check_options(command: str, cfg: DictConfig) -> None:
+    unknown = sorted(set(cfg) - known_keys(command) - {"hydra"})
+    if unknown:
+        options = ", ".join(sorted(known_keys(command) - {"paths", "hydra"}))
+        raise GenkitError(f"`genkit {command}` has no option {unknown[0]!r}. Its options: {options}.")
+    for key, (test, words) in RULES.items():
+        if key in cfg and cfg[key] is not None and not test(cfg[key]):
+            raise GenkitError(f"{key}={cfg[key]!r} is not valid for `genkit {command}`: {key} must be {words}.")
+
+
+def check_family_options(
+    cfg: Mapping[str, Any], defaults: Mapping[str, Any], taken: Iterable[str], keys: Iterable[str], family: str
+) -> None:
+    """Options set to something other than their default must be ones the family (or its data) takes."""
+    taken = set(taken)
+    for key in keys:
+        if key not in taken and key in cfg and cfg[key] != defaults.get(key):
+            raise GenkitError(
+                f"{family} takes no `{key}` option (it takes {', '.join(sorted(taken)) or 'none'}); "
+                f"drop {key}={cfg[key]!r}."
+            )
