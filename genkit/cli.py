@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
@@ -67,7 +66,8 @@ def reset_ddp_env() -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    torch = sys.modules.get("torch")  # not imported yet: no process group to end
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 
@@ -185,10 +185,10 @@ def main() -> None:
     command = args[0]
     if command not in COMMANDS:
         fail(f"unknown command {command!r}. Commands: {', '.join(COMMANDS)}. See `genkit --help`.")
+    # a typo is answered before torch and Lightning are imported (seconds on a busy machine)
+    check_group_choices(command, args[1:])
     module, _, name = COMMANDS[command][0].partition(":")
     fn = getattr(importlib.import_module(module), name)
-
-    check_group_choices(command, args[1:])
     _ARGV[:] = sys.argv
     sys.argv = [sys.argv[0], *args[1:]]
     app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task(command, fn))

@@ -5,13 +5,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from genkit.runtime import precision_for
-
 # genkit/configs links to the top-level configs/ folder and ships inside the package
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def _auto_precision() -> str:
+    from genkit.runtime import precision_for  # imports torch: only when a config asks
+
     return precision_for("auto")
 
 

@@ -94,3 +94,21 @@ def test_train_then_sample_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "newest run" in out.stdout
     assert list((tmp_path / "outputs" / "x" / "run" / "samples").glob("sample_*.png"))
+
+
+@pytest.mark.parametrize("command,example", [("sample", "genkit sample ckpt="), ("eval", "genkit eval ckpt=")])
+def test_each_command_help_shows_its_own_examples(tmp_path, command, example):
+    out = cli_in_process(command, "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert example in out.stdout and "genkit train model=gan" not in out.stdout
+
+
+def test_progress_logs_the_first_step_without_a_terminal(tmp_path, tiny_data_root):
+    from tests.helpers import TINY_IMAGE_RUN
+
+    out = cli_in_process(
+        "train", *TINY_IMAGE_RUN, "callbacks.progress.every_n_steps=100", f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path, env={"GENKIT_DATA_DIR": str(tiny_data_root)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "step 1/4" in (tmp_path / "run" / "genkit.log").read_text()

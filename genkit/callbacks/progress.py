@@ -26,7 +26,7 @@ class LineProgressBar(ProgressBar):
         self.every_n_steps = every_n_steps
         self._enabled = True
         self._t0 = self._last_step_time = 0.0
-        self._last_step = 0
+        self._last_step = self._first_step = 0
 
     def disable(self) -> None:
         self._enabled = False
@@ -36,11 +36,13 @@ class LineProgressBar(ProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = self._last_step_time = time.perf_counter()
-        self._last_step = trainer.global_step
+        self._last_step = self._first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
-        if not (self._enabled and trainer.is_global_zero) or step % self.every_n_steps or step == self._last_step:
+        # the first step too: without it a slow machine shows nothing for minutes
+        due = step % self.every_n_steps == 0 or step == self._first_step + 1
+        if not (self._enabled and trainer.is_global_zero) or not due or step == self._last_step:
             return
         now = time.perf_counter()
         rate = (step - self._last_step) / max(now - self._last_step_time, 1e-9)
