@@ -88,6 +88,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if isinstance(exceptions.seen, KeyboardInterrupt):
             raise _stopped(cfg, trainer, "Ctrl-C (SIGINT)", 130) from None
         raise
+    if trainer.is_global_zero:
+        parts.datamodule.save_artifacts(Path(cfg.paths.output_dir))
     metrics = _scalars(trainer)
     # runs that stop between validations (max_steps mid-epoch) still end with val metrics
     if last_validation.step != trainer.global_step and trainer.limit_val_batches != 0 and not trainer.interrupted:

@@ -90,3 +90,18 @@ def test_bad_eval_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, options
     out = cli_in_process("eval", f"ckpt={tiny_gan_checkpoint}", *options, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert all(word in " ".join(out.stderr.split()) for word in words)
+
+
+def test_word_corpus_whose_vocabulary_explodes_is_called_corrupt(tmp_path):
+    ptb = tmp_path / "data" / "ptb"
+    ptb.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        (ptb / f"ptb.{split}.txt").write_text("the cat sat on the mat\n" * 50)
+    with open(ptb / "ptb.train.txt", "a") as f:  # junk appended: 20,000 new "words"
+        f.write(" ".join(f"x{i:05d}" for i in range(20000)) + "\n")
+    out = cli_in_process(
+        "train", "model=gpt", "data=ptb", f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'c'}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "probably not the data set" in message and "Traceback" not in out.stderr

@@ -99,3 +99,4 @@ def test_gpt_checkpoint_samples_without_its_corpus(tmp_path):
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "s.txt").read_text()
     assert text.count("--- sample") == 2 and "line" in text
+    assert (run / "tokenizer.json").is_file()

@@ -11,6 +11,8 @@ A data set is one LightningDataModule subclass of `GenkitDataModule` plus one co
   (`GenerativeModel.data_inputs`): e.g. `prompt_ids` from text, `images` to reconstruct.
 - `write_samples(samples, path)` and `samples_as_text(samples)`: how generated batches are
   written (an image grid PNG, decoded text) and shown on the terminal.
+- `state_dict()` / `save_artifacts(run_dir)`: what the data module keeps in every checkpoint and
+  beside it (a text data set's tokenizer), so that a checkpoint samples with no data present.
 - `reference_data()`: whole splits as tensors, for the hand-written loops of `genkit bench`.
 - `throughput_unit` and `items_per_sample`: what `genkit bench` counts per second.
 """
@@ -76,6 +78,9 @@ class GenkitDataModule(L.LightningDataModule):
 
     def write_samples(self, samples: torch.Tensor, path: str | Path) -> Path:
         raise NotImplementedError
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        """Write what a person needs beside the checkpoints to use the run (a text model's tokenizer)."""
 
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         """Generated samples as text to print; nothing for images."""

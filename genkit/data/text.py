@@ -219,6 +219,13 @@ class TextDataModule(GenkitDataModule):
             tokenizer = BPETokenizer.from_pretrained(pretrained)
         else:
             tokenizer = KINDS[self.tokenizer_kind].fit(texts["train"], self.vocab_size)
+        if self.tokenizer_kind == "word" and tokenizer.vocab_size > 1.5 * self.vocab_size:
+            raise GenkitError(
+                f"The {self.name} text has {tokenizer.vocab_size} distinct words, far more than its "
+                f"{self.vocab_size}-word vocabulary: the files are probably not the data set they claim to be "
+                f"(junk appended, or another corpus). Check them against the official ones (sha256sum) in "
+                f"{self.folder} before you raise data.vocab_size."
+            )
         if tokenizer.vocab_size > self.vocab_size:
             raise GenkitError(
                 f"The {self.name} tokenizer has {tokenizer.vocab_size} tokens but data.vocab_size is "
@@ -291,6 +298,10 @@ class TextDataModule(GenkitDataModule):
     def load_state_dict(self, state: dict) -> None:
         if "tokenizer" in state:
             self.tokenizer = tokenizer_from_json(json.loads(state["tokenizer"]))
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        if self.tokenizer is not None:
+            save_tokenizer(self.tokenizer, run_dir / "tokenizer.json")
 
     def sample_input(self, name: str, n: int, options: Mapping) -> list[int]:
         if name == "prompt_ids":
