@@ -1,6 +1,12 @@
 """The `genkit` command as a user types it."""
 
+import os
+import shlex
+import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,3 +118,17 @@ def test_progress_logs_the_first_step_without_a_terminal(tmp_path, tiny_data_roo
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "step 1/4" in (tmp_path / "run" / "genkit.log").read_text()
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux's `script` for a terminal")
+def test_on_a_terminal_genkit_log_still_holds_the_progress(tmp_path, tiny_data_root):
+    from tests.helpers import TINY_IMAGE_RUN
+
+    genkit = Path(sys.executable).with_name("genkit")
+    run = tmp_path / "run"
+    command = shlex.join([str(genkit), "train", *TINY_IMAGE_RUN, f"hydra.run.dir={run}"])
+    env = {**os.environ, "GENKIT_DATA_DIR": str(tiny_data_root)}
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    log = (run / "genkit.log").read_text()
+    assert "step 1/4" in log and "validation  val/d_" in log

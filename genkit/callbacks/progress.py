@@ -1,7 +1,9 @@
 """Progress reporting: a rich bar on a terminal, plain log lines elsewhere.
 
 When stdout is not a terminal (CI, SLURM logs, pipes) a live bar only shows its last frame, so
-genkit then logs one line every N steps and one at the end of each validation instead.
+genkit then logs one line every N steps and one at the end of each validation instead. On a
+terminal the same lines still go to <run_dir>/genkit.log (the `genkit.file` logger, whose only
+handler is that file), so the run's log holds its progress either way.
 """
 
 import logging
@@ -12,6 +14,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 log = logging.getLogger("genkit")
+# configs/hydra/job_logging/genkit.yaml gives it the run's log file as its only handler
+file_log = logging.getLogger("genkit.file")
 
 
 def _format(metrics: dict) -> str:
@@ -21,9 +25,9 @@ def _format(metrics: dict) -> str:
 class LineProgressBar(ProgressBar):
     """One log line every `every_n_steps` training steps and after every validation."""
 
-    def __init__(self, every_n_steps: int = 50):
+    def __init__(self, every_n_steps: int = 50, logger: logging.Logger = log):
         super().__init__()
-        self.every_n_steps = every_n_steps
+        self.every_n_steps, self._logger = every_n_steps, logger
         self._enabled = True
         self._t0 = self._last_step_time = 0.0
         self._last_step = self._first_step = 0
@@ -49,12 +53,12 @@ class LineProgressBar(ProgressBar):
         self._last_step, self._last_step_time = step, now
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         train = {k: v for k, v in trainer.progress_bar_metrics.items() if k.startswith("train/")}
-        log.info("epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train))
+        self._logger.info("epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._enabled and trainer.is_global_zero and not trainer.sanity_checking:
             val = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-            log.info("epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val))
+            self._logger.info("epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val))
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx=0):
         # test loops can be long (the VAE's importance-sampled NLL): ten lines with the rate
@@ -62,20 +66,44 @@ class LineProgressBar(ProgressBar):
         done = batch_idx + 1
         if not (self._enabled and trainer.is_global_zero) or done % max(1, total // 10) and done != total:
             return
-        log.info("test batch %d/%d  %.1f s", done, total, time.perf_counter() - self._t0)
+        self._logger.info("test batch %d/%d  %.1f s", done, total, time.perf_counter() - self._t0)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            log.info(
+            self._logger.info(
                 "training stopped at step %d after %.1f s",
                 trainer.global_step,
                 time.perf_counter() - self._t0,
             )
 
 
+class TerminalProgressBar(RichProgressBar):
+    """The rich bar, plus LineProgressBar's lines written to the run's log file only."""
+
+    def __init__(self, every_n_steps: int = 50):
+        super().__init__()
+        self.lines = LineProgressBar(every_n_steps, logger=file_log)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.lines.on_train_start(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self.lines.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self.lines.on_validation_end(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.lines.on_train_end(trainer, pl_module)
+
+
 def progress_bar(every_n_steps: int = 50) -> ProgressBar:
-    """A rich bar when stdout is a terminal, else a LineProgressBar."""
-    return RichProgressBar() if sys.stdout.isatty() else LineProgressBar(every_n_steps)
+    """A rich bar when stdout is a terminal (its lines still in genkit.log), else a LineProgressBar."""
+    return TerminalProgressBar(every_n_steps) if sys.stdout.isatty() else LineProgressBar(every_n_steps)
