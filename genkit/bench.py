@@ -142,7 +142,9 @@ def bench(cfg: DictConfig) -> dict:
         "rounds": cfg.rounds,
         "steps_per_s": steps_per_s,
         f"{datamodule.throughput_unit}_per_s": steps_per_s * items_per_step,
-        "seconds_per_epoch": len(datamodule.train_dataloader()) / steps_per_s,
+        # a step is one optimiser step: accumulate_grad_batches loader batches
+        "seconds_per_epoch": len(datamodule.train_dataloader())
+        / (steps_per_s * datamodule.trainer.accumulate_grad_batches),
     }
     if model.device.type == "cuda":
         result["peak_memory_gb"] = torch.cuda.max_memory_allocated(model.device) / 2**30

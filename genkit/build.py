@@ -135,9 +135,11 @@ def build_trainer(
     model: GenerativeModel,
     callbacks: list | None = None,
     logger=None,
+    training: bool = True,
     **overrides,
 ) -> L.Trainer:
-    """The configured Trainer; `callbacks` and `logger` replace the configured ones (benchmarks, eval)."""
+    """The configured Trainer; `callbacks` and `logger` replace the configured ones (benchmarks, eval).
+    A trainer that does not train (`training=False`) takes no gradient accumulation."""
     if callbacks is None:
         callbacks = training_callbacks(cfg)
     if logger is None:
@@ -151,6 +153,8 @@ def build_trainer(
     trainer = instantiate(
         trainer_cfg, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()], _convert_="partial"
     )
+    if not training:
+        return trainer
     steps = accumulation_steps(cfg, trainer.world_size, trainer.accumulate_grad_batches)
     if steps > 1 and not model.automatic_optimization:
         raise GenkitError(
@@ -169,6 +173,7 @@ def evaluation_trainer(cfg: DictConfig, model: GenerativeModel) -> L.Trainer:
         model=model,
         callbacks=[progress_bar()],
         logger=False,
+        training=False,
         accelerator="auto",
         devices=1,
         num_nodes=1,

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from genkit.build import build_datamodule, build_model
 from genkit.errors import CheckpointError
 from genkit.models.base import GenerativeModel
-from genkit.trust import check_targets, shipped_data_config
+from genkit.trust import check_config, shipped_data_config
 
 LAST = "last.ckpt"
 
@@ -92,13 +92,13 @@ def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_ro
     user cache), and a built-in data set's files and checksums are genkit's own."""
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
-    for part in ("model", "data", "trainer"):
-        check_targets(run_cfg.get(part) or {}, f"The {part} config of checkpoint {path}", trusted_targets)
+    check_config(run_cfg, f"The config of checkpoint {path}", trusted_targets)
     with open_dict(run_cfg):
         run_cfg.data.root = data_root
         if "cache_dir" in run_cfg.data:
             run_cfg.data.cache_dir = None
-        shipped = shipped_data_config(run_cfg.data.get("name"))
+        # a built-in data set's folder holds only its official files: genkit's list and checksums
+        shipped = shipped_data_config(run_cfg.data.get("folder") or run_cfg.data.get("name"))
         if shipped is not None and "files" in shipped:
             run_cfg.data.files, run_cfg.data.mirrors = shipped.files, shipped.mirrors
         if run_cfg.model.get("init_from"):

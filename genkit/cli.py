@@ -20,7 +20,7 @@ from omegaconf import DictConfig, read_write
 from rich.console import Console
 from rich.text import Text
 
-from genkit.config import CONFIG_DIR
+from genkit.config import CONFIG_DIR, user_config_args
 from genkit.errors import GenkitError
 
 # command -> (function taking the composed config, one-line description)
@@ -81,7 +81,7 @@ def pin_relaunch_argv(command: str) -> None:
     hydra_cfg = HydraConfig.get()
     # a job that submitit unpickles on a SLURM node never went through main(): keep its argv[0]
     program = _ARGV[0] if _ARGV else sys.argv[0]
-    sys.argv = [program, command, *hydra_cfg.overrides.task]
+    sys.argv = [program, command, *user_config_args(hydra_cfg), *hydra_cfg.overrides.task]
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
@@ -101,8 +101,12 @@ def config_dirs(args: list[str]) -> list[Path]:
                 if scheme == "file":
                     dirs.append(Path(where).expanduser())
                 elif scheme == "pkg":
-                    spec = importlib.util.find_spec(where.replace("/", "."))
-                    dirs.extend(Path(p) for p in (spec.submodule_search_locations or []) if spec)
+                    try:
+                        spec = importlib.util.find_spec(where.replace("/", "."))
+                    except ModuleNotFoundError:
+                        spec = None
+                    if spec is not None:  # a missing package is Hydra's to report
+                        dirs.extend(Path(p) for p in spec.submodule_search_locations or [])
     return dirs
 
 

@@ -31,6 +31,16 @@ def _family(target: str) -> str:
     return target.rsplit(".", 2)[-2]
 
 
+def user_config_args(hydra_cfg) -> list[str]:
+    """The user's own config folders of a running Hydra job, as command-line arguments (a
+    relaunched rank or a printed resume command must find their families and data sets too)."""
+    args = []
+    for source in hydra_cfg.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            args += ["--config-dir", source.path]
+    return args + [o for o in hydra_cfg.overrides.hydra if o.lstrip("+").startswith("hydra.searchpath=")]
+
+
 def register_resolvers() -> None:
     from genkit.models.nets.hf_hub import pretrained_size
 

@@ -14,15 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genkit.build import build_datamodule, evaluation_trainer
 from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from genkit.config import CONFIG_DIR
 from genkit.data.images import ImageDataModule
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
-from genkit.models.base import GenerativeModel
-from genkit.options import check_options
+from genkit.models.base import GenerativeModel, sample_from
+from genkit.options import check_family_options, check_options
 from genkit.report import write_report
 from genkit.runtime import device_for
 
@@ -35,10 +36,10 @@ EVAL_KEYS = (
 )  # fmt: skip
 
 
-def _generated(model: GenerativeModel, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+def _generated(model: GenerativeModel, datamodule, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
     generator = torch.Generator(device=model.device).manual_seed(seed)
     for start in range(0, n, batch_size):
-        yield model.sample(min(batch_size, n - start), generator=generator).float()
+        yield sample_from(model, datamodule, min(batch_size, n - start), generator, {}).float()
 
 
 def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: torch.device) -> dict:
@@ -75,14 +76,17 @@ def evaluate(cfg: DictConfig) -> dict:
         path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
-        results.update(model.configure_test({k: v for k, v in cfg.items() if k not in EVAL_KEYS}, device))
+        options = {k: v for k, v in cfg.items() if k not in EVAL_KEYS}
+        defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
+        check_family_options(options, defaults, model.test_options, options, type(model).__name__)
+        results.update(model.configure_test(options, device))
         trainer = evaluation_trainer(run_cfg, model)
         trainer.test(model, datamodule=datamodule, verbose=False)
         results.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
         if datamodule.modality == "images":
             model.to(device).eval()
             results["n_samples"] = cfg.n_samples
-            fake = lambda: _generated(model, cfg.n_samples, cfg.batch_size, cfg.seed)
+            fake = lambda: _generated(model, datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)
             results.update(_image_scores(cfg, datamodule, fake, device))
         out = Path(cfg.out or run_dir_of(path) / "eval.json")
     results["seconds"] = round(time.perf_counter() - t0, 1)

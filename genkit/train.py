@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from genkit.build import build
 from genkit.checkpoints import LAST, resolve_checkpoint
+from genkit.config import user_config_args
 from genkit.errors import GenkitError, Interrupted
 
 log = logging.getLogger("genkit")
@@ -30,17 +31,20 @@ class _Exceptions(L.Callback):
 def resume_command(cfg: DictConfig) -> str:
     """The command that continues this run in its own directory, as the user can paste it."""
     run_dir = Path(cfg.paths.output_dir)
-    overrides = []
+    args = []
     if HydraConfig.initialized():
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
-    return shlex.join(["genkit", "train", *overrides, f"hydra.run.dir={run_dir}"])
+        hydra_cfg = HydraConfig.get()
+        args = [*user_config_args(hydra_cfg), *hydra_cfg.overrides.task]
+    return shlex.join(["genkit", "train", *args, f"hydra.run.dir={run_dir}"])
 
 
 def _stopped(cfg: DictConfig, trainer: L.Trainer, how: str, exit_code: int) -> Interrupted:
-    error = Interrupted(
-        f"Training was stopped by {how} at step {trainer.global_step}; its state is saved in "
-        f"{Path(cfg.paths.output_dir) / 'checkpoints' / LAST}. To resume, run: {resume_command(cfg)}"
-    )
+    last = Path(cfg.paths.output_dir) / "checkpoints" / LAST
+    if last.is_file():
+        saved = f"its state is saved in {last}. To resume, run: {resume_command(cfg)}"
+    else:
+        saved = "no checkpoint had been written, so nothing was saved; run the command again to start over"
+    error = Interrupted(f"Training was stopped by {how} at step {trainer.global_step}; {saved}")
     error.exit_code = exit_code
     return error
 

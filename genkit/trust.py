@@ -23,6 +23,8 @@ TRUSTED_TARGETS = (
     "lightning.pytorch.callbacks.",
     "lightning.pytorch.loggers.",
 )
+# the functions among genkit's own config targets (everything else a checkpoint builds is a class)
+TRUSTED_FUNCTIONS = ("genkit.callbacks.progress.progress_bar",)
 # mirrors that tests serve on this machine
 LOCAL_MIRRORS = ("http://127.0.0.1", "http://localhost")
 
@@ -43,11 +45,36 @@ def _targets(node) -> Iterator[str]:
             yield from _targets(item)
 
 
-def check_targets(cfg: DictConfig, source: str, trusted: Iterable[str] = ()) -> None:
-    """Every `_target_` in cfg must be a class under a trusted prefix; checked before any import
-    of the user's modules, so a refused target never runs module code either."""
+def _strings(node) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def check_config(cfg: DictConfig, source: str, trusted: Iterable[str] = ()) -> None:
+    """A checkpoint's whole config: no interpolation (genkit stores configs resolved, so `${...}`
+    can only be planted, and resolvers run code), and only trusted classes to build."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    planted = next((s for s in _strings(raw) if "${" in s), None)
+    if planted is not None:
+        raise UntrustedConfig(
+            f"{source} holds the interpolation {planted[:80]!r}; genkit writes checkpoint configs fully resolved, "
+            f"so this checkpoint was altered. genkit will not open it."
+        )
+    check_targets(raw, source, trusted)
+
+
+def check_targets(raw: dict, source: str, trusted: Iterable[str] = ()) -> None:
+    """Every `_target_` must be a class under a trusted prefix; checked before any import of the
+    user's modules, so a refused target never runs module code either."""
     prefixes = (*TRUSTED_TARGETS, *trusted)
-    for target in _targets(OmegaConf.to_container(cfg, resolve=False)):
+    for target in _targets(raw):
         if not target.startswith(prefixes):
             raise UntrustedConfig(
                 f"{source} asks to build `{target}`, which genkit does not build from a checkpoint (it trusts "
@@ -55,7 +82,7 @@ def check_targets(cfg: DictConfig, source: str, trusted: Iterable[str] = ()) -> 
                 f"trusted_targets=[{target.rsplit('.', 1)[0]}.] (a module prefix)."
             )
         try:
-            is_class = isinstance(get_class(target), type)
+            is_class = target in TRUSTED_FUNCTIONS or isinstance(get_class(target), type)
         except Exception:  # not importable, or not a class: both refused below
             is_class = False
         if not is_class:
@@ -87,10 +114,17 @@ def check_mirror(url: str, dataset: str) -> None:
         )
 
 
-def shipped_data_config(name: str | None) -> DictConfig | None:
-    """genkit's own config of the built-in data set with this name, if there is one."""
+def _load_data_config(option: str) -> DictConfig:
+    """configs/data/<option>.yaml merged over the configs it extends (its defaults list)."""
+    cfg = OmegaConf.load(CONFIG_DIR / "data" / f"{option}.yaml")
+    bases = [d for d in cfg.pop("defaults", []) if d != "_self_"]
+    return OmegaConf.merge(*(_load_data_config(base) for base in bases), cfg) if bases else cfg
+
+
+def shipped_data_config(folder: str | None) -> DictConfig | None:
+    """genkit's own config of the built-in data set that lives in this folder, if there is one."""
     for path in sorted((CONFIG_DIR / "data").glob("*.yaml")):
-        cfg = OmegaConf.load(path)
-        if cfg.get("name") == name:
+        cfg = _load_data_config(path.stem)
+        if folder is not None and cfg.get("folder", cfg.get("name")) == folder:
             return cfg
     return None

@@ -85,7 +85,14 @@ def test_bad_sample_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, tiny_
         assert word in message, (word, message)
 
 
-@pytest.mark.parametrize("options,words", [(["n_samples=0"], ["n_samples=0"]), (["+nsamples=5"], ["nsamples"])])
+EVAL_CASES = [
+    (["n_samples=0"], ["n_samples=0"]),
+    (["+nsamples=5"], ["nsamples"]),
+    (["nll_samples=1000"], ["GAN takes no `nll_samples`"]),
+]
+
+
+@pytest.mark.parametrize("options,words", EVAL_CASES, ids=[" ".join(c[0]) for c in EVAL_CASES])
 def test_bad_eval_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, options, words):
     out = cli_in_process("eval", f"ckpt={tiny_gan_checkpoint}", *options, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr

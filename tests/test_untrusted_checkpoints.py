@@ -12,6 +12,10 @@ from genkit.trust import shipped_data_config
 from tests.helpers import cli_in_process, make_cfg, tiny_text_run
 
 
+def _foreign_data_set(config) -> None:
+    config["data"].update(name="strangers_set", folder="strangers_set")
+
+
 def craft(source, dest, edit) -> str:
     checkpoint = torch.load(source, weights_only=True)
     edit(checkpoint["genkit"]["config"])
@@ -58,6 +62,13 @@ CASES = [
         "sample",
         "not a class",
     ),
+    (
+        "planted interpolation",
+        lambda m: _set("trainer.profiler", "${oc.create:'{_target_: builtins.print}'}"),
+        "sample",
+        "interpolation",
+    ),
+    ("name outside the root", lambda m: _set("data.name", f"../../{MARKER}"), "eval", "data.name"),
     ("traversing file name", lambda m: _set("data.files", {f"../../{MARKER}": "0" * 64}), "eval", "plain file name"),
     ("absolute file name", lambda m: _set("data.files", {m: "0" * 64}), "eval", "plain file name"),
     ("traversing folder", lambda m: _set("data.folder", "../.."), "eval", "data.folder"),
@@ -68,12 +79,16 @@ CASES = [
 @pytest.mark.parametrize("name,edit,command,words", CASES, ids=[c[0] for c in CASES])
 def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, tiny_gan_checkpoint, name, edit, command, words):
     marker = tmp_path / MARKER
-    ckpt = craft(tiny_gan_checkpoint, tmp_path / "crafted.ckpt", edit(str(marker)))
     if command == "eval":  # a data set genkit does not ship: its own files and mirrors are kept, and checked
-        ckpt = craft(ckpt, tmp_path / "crafted.ckpt", _set("data.name", "strangers_set"))
-    out = cli_in_process(command, f"ckpt={ckpt}", "n=4", f"out={tmp_path / 'x.png'}", cwd=tmp_path)
+        gan_checkpoint = craft(tiny_gan_checkpoint, tmp_path / "foreign.ckpt", _foreign_data_set)
+    else:
+        gan_checkpoint = tiny_gan_checkpoint
+    ckpt = craft(gan_checkpoint, tmp_path / "crafted.ckpt", edit(str(marker)))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     if command == "eval":
-        out = cli_in_process("eval", f"ckpt={ckpt}", "n_samples=8", cwd=tmp_path)
+        out = cli_in_process("eval", f"ckpt={ckpt}", "n_samples=8", cwd=tmp_path, env=env)
+    else:
+        out = cli_in_process("sample", f"ckpt={ckpt}", "n=4", f"out={tmp_path / 'x.png'}", cwd=tmp_path, env=env)
     assert out.returncode == 2, out.stderr
     assert words in " ".join(out.stderr.split())
     assert "Traceback" not in out.stderr
@@ -85,6 +100,14 @@ def test_built_in_data_sets_keep_genkit_own_checksums(tmp_path, tiny_gan_checkpo
     run = load_model(ckpt)
     assert dict(run.config.data.files) == dict(shipped_data_config("mnist").files)
     assert run.config.data.root is None  # this machine's data root, not the checkpoint's
+
+
+def test_a_foreign_set_cannot_fill_a_built_in_folder(tmp_path, tiny_gan_checkpoint):
+    def edit(config):
+        config["data"].update(name="lookalike", folder="mnist", files={"poison.gz": "f" * 64})
+
+    run = load_model(craft(tiny_gan_checkpoint, tmp_path / "c.ckpt", edit))
+    assert dict(run.config.data.files) == dict(shipped_data_config("mnist").files)
 
 
 def test_gpt_checkpoint_samples_without_its_corpus(tmp_path):

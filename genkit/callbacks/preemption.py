@@ -6,13 +6,18 @@ handler, which writes hpc_ckpt_N.ckpt and runs `scontrol requeue`, or submitit's
 resubmits the job) still runs, but only after the current batch has finished and last.ckpt has
 been written at that clean boundary. The requeued job resumes from its run directory.
 SIGTERM is handled by Lightning itself: it stops at the end of the batch, and genkit's
-RunCheckpoint saves last.ckpt on the way out.
+RunCheckpoint saves last.ckpt on the way out. Ctrl-C (SIGINT) is made to do the same: the first
+one stops after the current batch (saved, counted, never half-applied); a second one interrupts
+at once.
 """
 
 import logging
 import signal
+import threading
 
 import lightning as L
+
+from genkit.callbacks.checkpoint import RunCheckpoint
 
 log = logging.getLogger("genkit")
 
@@ -23,18 +28,33 @@ class SaveOnPreemption(L.Callback):
     def __init__(self, signals: tuple[str, ...] = SIGNALS):
         self.signals = [getattr(signal, name) for name in signals]
         self.pending: tuple | None = None
+        self.interrupted = False
         self.previous: dict = {}
 
     def _handler(self, signum, frame) -> None:
         log.info("Received %s: saving a checkpoint after this batch", signal.Signals(signum).name)
         self.pending = (signum, frame)
 
+    def _interrupt(self, signum, frame) -> None:
+        if self.interrupted:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        log.info("Ctrl-C: stopping after this batch (press it again to stop at once)")
+        self.interrupted = True
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for signum in self.signals:
             self.previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handler)
+        if threading.current_thread() is threading.main_thread():
+            self.previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._interrupt)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.interrupted:
+            checkpoint = trainer.checkpoint_callback
+            if isinstance(checkpoint, RunCheckpoint):
+                checkpoint.save_last_now(trainer)
+            raise KeyboardInterrupt  # Lightning's own shutdown; genkit's train() reports it
         signalled = self.pending is not None
         if trainer.world_size > 1:  # every rank must save at the same step, or the save would hang
             signalled = trainer.strategy.reduce_boolean_decision(signalled, all=False)
@@ -43,7 +63,7 @@ class SaveOnPreemption(L.Callback):
         signum, frame = self.pending or (signal.SIGUSR1, None)
         self.pending = None
         checkpoint = trainer.checkpoint_callback
-        if checkpoint is not None and hasattr(checkpoint, "save_last_now"):
+        if isinstance(checkpoint, RunCheckpoint):
             checkpoint.save_last_now(trainer)
         previous = self.previous.get(signum)
         if callable(previous):
@@ -55,4 +75,7 @@ class SaveOnPreemption(L.Callback):
         for signum, handler in self.previous.items():
             if handler is not None:
                 signal.signal(signum, handler)
-        self.previous = {}
+        self.previous, self.interrupted = {}, False
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)

@@ -53,12 +53,16 @@ class LineProgressBar(ProgressBar):
         self._last_step, self._last_step_time = step, now
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         train = {k: v for k, v in trainer.progress_bar_metrics.items() if k.startswith("train/")}
-        self._logger.info("epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train))
+        self._logger.info(
+            "epoch %d  step %d/%s  %.2f it/s  %s", trainer.current_epoch, step, total, rate, _format(train)
+        )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._enabled and trainer.is_global_zero and not trainer.sanity_checking:
             val = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-            self._logger.info("epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val))
+            self._logger.info(
+                "epoch %d  step %d  validation  %s", trainer.current_epoch, trainer.global_step, _format(val)
+            )
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx=0):
         # test loops can be long (the VAE's importance-sampled NLL): ten lines with the rate

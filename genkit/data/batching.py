@@ -61,6 +61,10 @@ class ShuffledBatches(Sampler[list[int]]):
 
     def consumed(self) -> None:
         self.done += 1
+        if self.done >= len(self):
+            # the epoch is over: a checkpoint written now resumes at the start of the next one, also
+            # when DataLoader workers start iterating before Lightning calls set_epoch
+            self.epoch, self.done = self.epoch + 1, 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "done": self.done}

@@ -94,6 +94,7 @@ class ImageDataModule(GenkitDataModule):
         self.name, self.format = name, format
         self.splits = dict(splits or {"train": "train", "test": "test"})
         self.files, self.mirrors = dict(files), list(mirrors)
+        check_plain_name(name, "data.name")
         check_plain_name(folder or name, "data.folder")
         self.folder = resolve_root(root) / (folder or name)
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed

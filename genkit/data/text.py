@@ -155,6 +155,7 @@ class TextDataModule(GenkitDataModule):
         self.splits, self.fractions = dict(splits or {}), dict(fractions or {})
         self.path = Path(path).expanduser() if path else None
         self.pretrained_tokenizer = pretrained_tokenizer
+        check_plain_name(name, "data.name")
         check_plain_name(folder or name, "data.folder")
         self.folder = resolve_root(root) / (folder or name)
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "tokens"
@@ -219,7 +220,8 @@ class TextDataModule(GenkitDataModule):
             tokenizer = BPETokenizer.from_pretrained(pretrained)
         else:
             tokenizer = KINDS[self.tokenizer_kind].fit(texts["train"], self.vocab_size)
-        if self.tokenizer_kind == "word" and tokenizer.vocab_size > 1.5 * self.vocab_size:
+        excess = tokenizer.vocab_size - self.vocab_size
+        if self.tokenizer_kind == "word" and excess > 1000 and tokenizer.vocab_size > 1.5 * self.vocab_size:
             raise GenkitError(
                 f"The {self.name} text has {tokenizer.vocab_size} distinct words, far more than its "
                 f"{self.vocab_size}-word vocabulary: the files are probably not the data set they claim to be "

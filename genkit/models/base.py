@@ -8,7 +8,7 @@ To add a family, subclass GenerativeModel and:
 
 1. Train as any LightningModule: `training_step`, `validation_step`, `test_step` and
    `configure_optimizers`. Log `val/<metric>` and `test/<metric>`; name the metric that ranks
-   checkpoints in `checkpoint_metric` (used by early stopping and best.ckpt).
+   checkpoints in `checkpoint_metric` (for early stopping and a best checkpoint).
 2. Generate: `sample(n, *, generator=None, **options)` returns images (n, C, H, W) in [-1, 1]
    or token ids (n, T), on the model's device. `sample_options` lists the keyword options
    `genkit sample` may pass to it (e.g. GPT: temperature, top_k; diffusion: steps).
@@ -19,8 +19,9 @@ To add a family, subclass GenerativeModel and:
 5. List its networks in `networks()`; `compile_networks()` (trainer.compile=true) compiles
    each of them in place, so checkpoints keep plain parameter names. Override only to compile
    finer pieces (GPT compiles each block).
-6. Evaluation options: `configure_test(options, device)` takes the options of `genkit eval`
-   that concern this family (the VAE's `nll_samples`) and returns what it used, for the report.
+6. Evaluation options: `test_options` names the options of `genkit eval` that concern this
+   family (the VAE's `nll_samples`); `configure_test(options, device)` applies them and returns
+   what it used, for the report.
 7. Speed: `flops_per_step(batch_size)` (training FLOPs, for MFU in `genkit bench`) and
    `reference_loop(data, batch_size, device)`, a hand-written PyTorch loop of the same model
    that `genkit bench compare=true` times against; both optional (None).
@@ -43,6 +44,8 @@ class GenerativeModel(L.LightningModule):
     sample_options: ClassVar[tuple[str, ...]] = ()
     #: the validation metric that ranks checkpoints, and whether lower or higher is better
     checkpoint_metric: ClassVar[tuple[str, str] | None] = ("val/loss", "min")
+    #: options of `genkit eval` that this family reads in configure_test
+    test_options: ClassVar[tuple[str, ...]] = ()
     #: set when a backward pass leaves parameters without gradients (DDP must then look for them)
     ddp_find_unused_parameters: ClassVar[bool] = False
 
