@@ -16,7 +16,10 @@ class _DropMessages(logging.Filter):
 
 def quiet_libraries() -> None:
     # an advertisement printed by every Trainer without Lightning's cloud logger
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("💡 Tip"))
+    # (and the note that genkit's own model summary replaces Lightning's)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        _DropMessages("💡 Tip", "Trainer already configured with model summary")
+    )
     # the run directory always holds .hydra/ and genkit.log beside metrics.csv; the CSV logger appends
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     # genkit feeds InceptionScore a few thousand 10-class logits, not Inception's 1008

@@ -132,3 +132,17 @@ def test_on_a_terminal_genkit_log_still_holds_the_progress(tmp_path, tiny_data_r
     assert done.returncode == 0, done.stdout[-2000:]
     log = (run / "genkit.log").read_text()
     assert "step 1/4" in log and "validation  val/d_" in log
+
+
+def test_gan_run_names_its_learning_rates_and_summarises_without_flops(tmp_path, tiny_data_root):
+    from tests.helpers import TINY_IMAGE_RUN
+
+    run = tmp_path / "run"
+    out = cli_in_process(
+        "train", *TINY_IMAGE_RUN, "logger=csv", "callbacks.lr_monitor.every_n_steps=1", f"hydra.run.dir={run}",
+        cwd=tmp_path, env={"GENKIT_DATA_DIR": str(tiny_data_root)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "lr/generator" in header and "lr/discriminator" in header
+    assert "trainable" in out.stdout and "FLOPs" not in out.stdout

@@ -91,6 +91,13 @@ class TerminalProgressBar(RichProgressBar):
         super().__init__()
         self.lines = LineProgressBar(every_n_steps, logger=file_log)
 
+    def get_metrics(self, trainer, pl_module) -> dict:
+        # short names, three figures: the bar stays within an 80-column terminal
+        metrics = super().get_metrics(trainer, pl_module)
+        return {
+            k.split("/")[-1]: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in metrics.items() if k != "v_num"
+        }
+
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
         self.lines.on_train_start(trainer, pl_module)

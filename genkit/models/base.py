@@ -44,6 +44,8 @@ class GenerativeModel(L.LightningModule):
     sample_options: ClassVar[tuple[str, ...]] = ()
     #: the validation metric that ranks checkpoints, and whether lower or higher is better
     checkpoint_metric: ClassVar[tuple[str, str] | None] = ("val/loss", "min")
+    #: names of the optimizers configure_optimizers returns, in order (learning rates log as lr/<name>)
+    optimizer_names: ClassVar[tuple[str, ...]] = ()
     #: options of `genkit eval` that this family reads in configure_test
     test_options: ClassVar[tuple[str, ...]] = ()
     #: set when a backward pass leaves parameters without gradients (DDP must then look for them)

@@ -37,6 +37,7 @@ class GAN(GenerativeModel):
     ddp_find_unused_parameters = True
     # no validation loss of a GAN measures its samples; ValidationFID's val/fid_clf does
     checkpoint_metric = None
+    optimizer_names = ("generator", "discriminator")
 
     def __init__(
         self,
