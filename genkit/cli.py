@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,6 +135,29 @@ def check_group_choices(command: str, args: list[str]) -> None:
             )
 
 
+def check_run_dir_writable(command: str, args: list[str]) -> None:
+    """`genkit train` and `bench` write a run directory: say so plainly if they cannot (Hydra
+    would stop with a traceback from os.mkdir)."""
+    if command not in ("train", "bench"):
+        return
+    values = dict(a.lstrip("+").split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+    multirun = "-m" in args or "--multirun" in args
+    where = values.get("hydra.sweep.dir" if multirun else "hydra.run.dir") or values.get("paths.log_dir")
+    where = Path(where or os.environ.get("GENKIT_OUTPUT_DIR") or "outputs").expanduser()
+    if "$" in str(where):  # an interpolation: Hydra resolves it
+        return
+    existing = next((p for p in (where, *where.parents) if p.exists()), Path("."))
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as err:
+        fail(
+            f"genkit {command} cannot create its run directory under {where} ({type(err).__name__}: "
+            f"{err.strerror or err}). Pass hydra.run.dir=<a folder you can write> or set GENKIT_OUTPUT_DIR."
+        )
+
+
 def _genkit_cause(err: BaseException | None) -> GenkitError | None:
     """The GenkitError behind err, also when a library wrapped it (e.g. a config resolver's)."""
     while err is not None:
@@ -191,6 +215,7 @@ def main() -> None:
         fail(f"unknown command {command!r}. Commands: {', '.join(COMMANDS)}. See `genkit --help`.")
     # a typo is answered before torch and Lightning are imported (seconds on a busy machine)
     check_group_choices(command, args[1:])
+    check_run_dir_writable(command, args[1:])
     module, _, name = COMMANDS[command][0].partition(":")
     fn = getattr(importlib.import_module(module), name)
     _ARGV[:] = sys.argv

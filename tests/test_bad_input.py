@@ -17,6 +17,7 @@ CASES = [
     (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "whole number"]),
     (["data.batch_size=-1"], ["data.batch_size=-1", "whole number"]),
     (["data.batch_size=100000"], ["data.batch_size=100000 is more than the 64 training examples"]),
+    (["hydra.run.dir=/proc/genkit/run"], ["cannot create its run directory", "/proc/genkit/run"]),
 ]
 
 
