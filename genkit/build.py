@@ -20,6 +20,7 @@ from genkit.callbacks.progress import progress_bar
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
+from genkit.options import whole_number
 from genkit.runtime import precision_for, uses_cuda
 
 # keys of the trainer config that genkit handles itself rather than passing to lightning.Trainer
@@ -85,10 +86,14 @@ WHOLE_NUMBERS = {"data.batch_size": 1, "data.eval_batch_size": 1, "trainer.max_e
 def check_run_options(cfg: DictConfig) -> None:
     for key, low in WHOLE_NUMBERS.items():
         value = OmegaConf.select(cfg, key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise GenkitError(f"{key}={value!r} must be a whole number of at least {low}.")
+        test, words = whole_number(low)
+        if value is not None and not test(value):
+            raise GenkitError(f"{key}={value!r} must be {words}.")
+
+
+def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The trainer's logged metrics that are single numbers, as floats."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
 def check_pair(cfg: DictConfig) -> None:

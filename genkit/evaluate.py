@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from genkit.build import build_datamodule, evaluation_trainer
+from genkit.build import build_datamodule, evaluation_trainer, scalar_metrics
 from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
 from genkit.config import CONFIG_DIR
 from genkit.data.images import ImageDataModule
@@ -82,7 +82,7 @@ def evaluate(cfg: DictConfig) -> dict:
         results.update(model.configure_test(options, device))
         trainer = evaluation_trainer(run_cfg, model)
         trainer.test(model, datamodule=datamodule, verbose=False)
-        results.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        results.update(scalar_metrics(trainer))
         if datamodule.modality == "images":
             model.to(device).eval()
             results["n_samples"] = cfg.n_samples

@@ -14,7 +14,7 @@ from genkit.config import CONFIG_DIR
 from genkit.errors import GenkitError
 
 
-def _whole(low: int) -> tuple[Callable[[Any], bool], str]:
+def whole_number(low: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"a whole number of at least {low}"
 
 
@@ -28,19 +28,19 @@ def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
 
 # option -> (test, what it must be); None passes where the config's default is null
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n": _whole(1),
-    "seed": _whole(0),
-    "max_new_tokens": _whole(1),
+    "n": whole_number(1),
+    "seed": whole_number(0),
+    "max_new_tokens": whole_number(1),
     "temperature": _number(lambda v: v >= 0, "a number of at least 0 (0 picks the likeliest token)"),
-    "top_k": _whole(1),
+    "top_k": whole_number(1),
     "top_p": _number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "mode": _one_of("prior", "reconstruct", "interpolate"),
-    "steps": _whole(1),
+    "steps": whole_number(1),
     "sampler": _one_of("ddim", "ddpm"),
     "eta": _number(lambda v: v >= 0, "a number of at least 0"),
-    "n_samples": _whole(1),
-    "batch_size": _whole(1),
-    "classifier_epochs": _whole(1),
+    "n_samples": whole_number(1),
+    "batch_size": whole_number(1),
+    "classifier_epochs": whole_number(1),
     "real": (lambda v: isinstance(v, bool), "true or false"),
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "inception": (lambda v: v in (True, False, "auto"), "auto, true or false"),

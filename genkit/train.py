@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from genkit.build import build
+from genkit.build import build, scalar_metrics
 from genkit.checkpoints import LAST, resolve_checkpoint
 from genkit.config import user_config_args
 from genkit.errors import GenkitError, Interrupted
@@ -70,10 +70,6 @@ def resume_path(cfg: DictConfig) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def _scalars(trainer: L.Trainer) -> dict[str, float]:
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and optionally test) the configured model; returns the logged metrics as floats."""
     parts = build(cfg)
@@ -94,14 +90,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise
     if trainer.is_global_zero:
         parts.datamodule.save_artifacts(Path(cfg.paths.output_dir))
-    metrics = _scalars(trainer)
+    metrics = scalar_metrics(trainer)
     # runs that stop between validations (max_steps mid-epoch) still end with val metrics
     if last_validation.step != trainer.global_step and trainer.limit_val_batches != 0 and not trainer.interrupted:
         trainer.validate(parts.model, datamodule=parts.datamodule, verbose=False)
-        metrics.update(_scalars(trainer))
+        metrics.update(scalar_metrics(trainer))
     if cfg.get("test"):
         trainer.test(parts.model, datamodule=parts.datamodule, verbose=False)
-        metrics.update(_scalars(trainer))
+        metrics.update(scalar_metrics(trainer))
     log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
 

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from genkit.data.batching import ResumableLoader, ShuffledBatches, keep_batch, train_batches
+from genkit.data.batching import ResumableLoader, ShuffledBatches, eval_indices, keep_batch, per_process, train_batches
 from genkit.errors import GenkitError
 
 
@@ -60,6 +60,16 @@ class GenkitDataModule(L.LightningDataModule):
             num_workers=num_workers,
             collate_fn=keep_batch,
             persistent_workers=num_workers > 0,
+        )
+
+    def evaluation_loader(self, dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+        """Every item once, split over the processes (no padding), in global batches of batch_size."""
+        return DataLoader(
+            dataset,
+            batch_size=per_process(self.trainer, batch_size, accumulated=False),
+            sampler=eval_indices(self.trainer, len(dataset)),
+            num_workers=num_workers,
+            collate_fn=keep_batch,
         )
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

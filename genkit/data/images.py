@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 
 from genkit.data.base import GenkitDataModule, with_suffix
-from genkit.data.batching import data_device, eval_indices, keep_batch, per_process
+from genkit.data.batching import data_device, per_process
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx_split
 from genkit.errors import GenkitError
@@ -178,17 +178,8 @@ class ImageDataModule(GenkitDataModule):
         batch = per_process(self.trainer, self.batch_size)
         return self.training_loader(self.train_set, batch, self.seed, self._workers())
 
-    def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=per_process(self.trainer, self.eval_batch_size, accumulated=False),
-            sampler=eval_indices(self.trainer, len(dataset)),
-            num_workers=self._workers(),
-            collate_fn=keep_batch,
-        )
-
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_set)
+        return self.evaluation_loader(self.val_set, self.eval_batch_size, self._workers())
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_set)
+        return self.evaluation_loader(self.test_set, self.eval_batch_size, self._workers())

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genkit.data.base import GenkitDataModule, with_suffix
-from genkit.data.batching import data_device, eval_indices, keep_batch, per_process
+from genkit.data.batching import data_device, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
@@ -277,13 +277,7 @@ class TextDataModule(GenkitDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         windows = EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id)
-        return DataLoader(
-            windows,
-            batch_size=per_process(self.trainer, self.eval_batch_size, accumulated=False),
-            sampler=eval_indices(self.trainer, len(windows)),
-            num_workers=self.num_workers,
-            collate_fn=keep_batch,
-        )
+        return self.evaluation_loader(windows, self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
