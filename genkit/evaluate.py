@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from genkit.build import build_datamodule, evaluation_trainer, scalar_metrics
 from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
-from genkit.config import CONFIG_DIR
 from genkit.data.images import ImageDataModule
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
@@ -77,8 +76,7 @@ def evaluate(cfg: DictConfig) -> dict:
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         options = {k: v for k, v in cfg.items() if k not in EVAL_KEYS}
-        defaults = OmegaConf.load(CONFIG_DIR / "eval.yaml")
-        check_family_options(options, defaults, model.test_options, options, type(model).__name__)
+        check_family_options("eval", options, model.test_options, type(model).__name__)
         results.update(model.configure_test(options, device))
         trainer = evaluation_trainer(run_cfg, model)
         trainer.test(model, datamodule=datamodule, verbose=False)

@@ -65,14 +65,14 @@ def check_options(command: str, cfg: DictConfig) -> None:
             raise GenkitError(f"{key}={cfg[key]!r} is not valid for `genkit {command}`: {key} must be {words}.")
 
 
-def check_family_options(
-    cfg: Mapping[str, Any], defaults: Mapping[str, Any], taken: Iterable[str], keys: Iterable[str], family: str
-) -> None:
-    """Options set to something other than their default must be ones the family (or its data) takes."""
+def check_family_options(command: str, options: Mapping[str, Any], taken: Iterable[str], family: str) -> None:
+    """Options set to something other than their default in configs/<command>.yaml must be ones
+    the family (or its data) takes."""
+    defaults = OmegaConf.load(CONFIG_DIR / f"{command}.yaml")
     taken = set(taken)
-    for key in keys:
-        if key not in taken and key in cfg and cfg[key] != defaults.get(key):
+    for key, value in options.items():
+        if key not in taken and value != defaults.get(key):
             raise GenkitError(
                 f"{family} takes no `{key}` option (it takes {', '.join(sorted(taken)) or 'none'}); "
-                f"drop {key}={cfg[key]!r}."
+                f"drop {key}={value!r}."
             )

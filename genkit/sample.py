@@ -5,10 +5,9 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
-from genkit.config import CONFIG_DIR
 from genkit.errors import GenkitError
 from genkit.models.base import sample_from
 from genkit.options import check_family_options, check_options
@@ -31,9 +30,8 @@ def sample(cfg: DictConfig) -> Path:
 
     # every other key of the sample config is an option for the family (sample_options) or its data
     options = {k: v for k, v in cfg.items() if k not in SAMPLE_KEYS}
-    defaults = OmegaConf.load(CONFIG_DIR / "sample.yaml")
     taken = (*model.sample_options, *datamodule.input_options)
-    check_family_options(options, defaults, taken, options, type(model).__name__)
+    check_family_options("sample", options, taken, type(model).__name__)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     out = sample_from(model, datamodule, cfg.n, generator, options)
 
