@@ -42,16 +42,13 @@ def _contract_error(kind: str, target: str, base: type) -> GenkitError:
 
 
 def build_datamodule(cfg: DictConfig) -> GenkitDataModule:
-    datamodule = instantiate(cfg.data, _convert_="partial")
-    if not isinstance(datamodule, GenkitDataModule):
-        raise _contract_error("data", cfg.data._target_, GenkitDataModule)
-    return datamodule
+    target_class(cfg, "data", GenkitDataModule)  # the contract, checked before anything is built
+    return instantiate(cfg.data, _convert_="partial")
 
 
 def build_model(cfg: DictConfig) -> GenerativeModel:
+    target_class(cfg, "model", GenerativeModel)  # the contract, checked before anything is built
     model = instantiate(cfg.model, _convert_="partial")
-    if not isinstance(model, GenerativeModel):
-        raise _contract_error("model", cfg.model._target_, GenerativeModel)
     trainer_cfg = cfg.get("trainer") or {}
     if uses_cuda(trainer_cfg.get("accelerator")):
         # TF32 tensor cores for fp32 matmuls; NHWC memory for the conv nets (cuDNN's fast layout)
