@@ -114,10 +114,13 @@ def bench(cfg: DictConfig) -> dict:
         if cfg.compare and round_ == 0:
             loop = model.reference_loop(datamodule.reference_data(), cfg.data.batch_size, device)
             if loop is None and cfg.compare is True:
+                kind = "class-conditional " if model.conditional else ""
                 raise GenkitError(
-                    f"{type(model).__name__} ({cfg.model._target_}) has no hand-written reference loop to compare "
-                    f"with; run with compare=auto or compare=false."
+                    f"{type(model).__name__} ({cfg.model._target_}) has no hand-written reference loop for a {kind}"
+                    f"model to compare with; run with compare=auto or compare=false."
                 )
+            if loop is None:
+                log.info("no hand-written reference loop for this model: timing genkit alone")
         if loop is not None:
             raw_rates.append(time_raw(loop, device, cfg.warmup, cfg.steps))
         log.info(

@@ -31,6 +31,12 @@ def _family(target: str) -> str:
     return target.rsplit(".", 2)[-2]
 
 
+def _conditional_classes(conditional: bool, num_classes: int | None) -> int:
+    """The class count a network conditions on: the data's when the model is conditional, else 0
+    (so unconditional networks, and their checkpoints, keep their shapes)."""
+    return int(num_classes or 0) if conditional else 0
+
+
 def user_config_args(hydra_cfg) -> list[str]:
     """The user's own config folders of a running Hydra job, as command-line arguments (a
     relaunched rank or a printed resume command must find their families and data sets too)."""
@@ -49,6 +55,7 @@ def register_resolvers() -> None:
         "wandb_offline": _wandb_offline,
         "pretrained": pretrained_size,
         "family": _family,
+        "conditional_classes": _conditional_classes,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -21,7 +21,7 @@ from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
 from genkit.data.images import ImageDataModule
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
-from genkit.models.base import GenerativeModel, sample_from
+from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
 from genkit.options import check_family_options, check_options
 from genkit.report import write_report
 from genkit.runtime import device_for
@@ -35,22 +35,37 @@ EVAL_KEYS = (
 )  # fmt: skip
 
 
-def _generated(model: GenerativeModel, datamodule, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+def _generated(
+    model: GenerativeModel, datamodule, n: int, batch_size: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """n generated images in batches, each with the class labels it was asked for (a conditional
+    model: the n split evenly over the classes) or None."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
+    inputs = sample_inputs(model, datamodule, n, {})
+    if "labels" in inputs:  # exactly n, the classes in turn (labels=all rounds up to whole grid rows)
+        inputs["labels"] = balanced_labels(n, datamodule.num_classes)
     for start in range(0, n, batch_size):
-        yield sample_from(model, datamodule, min(batch_size, n - start), generator, {}).float()
+        batch = {name: value[start : start + batch_size] for name, value in inputs.items()}
+        images, _ = sample_from(model, datamodule, min(batch_size, n - start), generator, {}, batch)
+        yield images.float(), batch.get("labels")
 
 
 def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: torch.device) -> dict:
     classifier, record = domain_classifier(datamodule, device=device, epochs=cfg.classifier_epochs)
     scores = {"classifier": {k: record[k] for k in ("test_accuracy", "path")}}
-    scores.update(classifier_scores(classifier, datamodule.test_images(), fake(), device))
+    scores.update(
+        classifier_scores(
+            classifier, datamodule.test_images(), fake(), device, getattr(datamodule, "class_names", None)
+        )
+    )
     if cfg.inception == "auto" and device.type == "cpu":
         scores["inception_fid"] = None
         scores["inception_fid_note"] = "skipped on CPU (Inception-v3 on 299x299 images is slow); set inception=true"
     elif cfg.inception in (True, "auto"):
         try:
-            scores["inception_fid"] = inception_fid(datamodule.test_images(), fake(), device, cfg.inception_weights)
+            scores["inception_fid"] = inception_fid(
+                datamodule.test_images(), (x for x, _ in fake()), device, cfg.inception_weights
+            )
         except Exception as err:  # no weights offline, or torch-fidelity missing: say so, never fail
             scores["inception_fid"] = None
             scores["inception_fid_note"] = (
@@ -68,7 +83,7 @@ def evaluate(cfg: DictConfig) -> dict:
         datamodule = build_datamodule(cfg)
         datamodule.setup()
         results = {"source": f"real {datamodule.name} training images", "n_samples": cfg.n_samples}
-        real = lambda: datamodule.train_images(cfg.n_samples, cfg.batch_size, cfg.seed)
+        real = lambda: ((x, None) for x in datamodule.train_images(cfg.n_samples, cfg.batch_size, cfg.seed))
         results.update(_image_scores(cfg, datamodule, real, device))
         out = Path(cfg.out or Path(cfg.paths.log_dir) / f"eval_real_{datamodule.name}.json")
     else:

@@ -5,7 +5,7 @@ Each option has one rule (its type and range); a key that no command knows (a ty
 GAN) are refused, each with one paragraph that names the key.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +44,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "real": (lambda v: isinstance(v, bool), "true or false"),
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "inception": (lambda v: v in (True, False, "auto"), "auto, true or false"),
+    "guidance": _number(lambda v: v >= 0, "a number of at least 0 (0: no classifier-free guidance)"),
+    "label": (
+        lambda v: isinstance(v, int | str) and not isinstance(v, bool),
+        "one class: its number or its name, e.g. label=7 or label=sneaker",
+    ),
+    "labels": (
+        lambda v: v == "all" or (isinstance(v, Sequence) and not isinstance(v, str) and len(v) > 0),
+        "all or a list of classes, e.g. labels=all or labels=[3,7]",
+    ),
 }
 
 
@@ -65,13 +74,21 @@ def check_options(command: str, cfg: DictConfig) -> None:
             raise GenkitError(f"{key}={cfg[key]!r} is not valid for `genkit {command}`: {key} must be {words}.")
 
 
-def check_family_options(command: str, options: Mapping[str, Any], taken: Iterable[str], family: str) -> None:
+def check_family_options(
+    command: str,
+    options: Mapping[str, Any],
+    taken: Iterable[str],
+    family: str,
+    reasons: Mapping[str, str] | None = None,
+) -> None:
     """Options set to something other than their default in configs/<command>.yaml must be ones
-    the family (or its data) takes."""
+    the family (or its data) takes; `reasons` say why this model ignores some of them."""
     defaults = OmegaConf.load(CONFIG_DIR / f"{command}.yaml")
     taken = set(taken)
     for key, value in options.items():
         if key not in taken and value != defaults.get(key):
+            if reasons and key in reasons:
+                raise GenkitError(f"This {family} cannot use {key}={value!r}: {reasons[key]}.")
             raise GenkitError(
                 f"{family} takes no `{key}` option (it takes {', '.join(sorted(taken)) or 'none'}); "
                 f"drop {key}={value!r}."

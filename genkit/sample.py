@@ -30,20 +30,32 @@ def sample(cfg: DictConfig) -> Path:
 
     # every other key of the sample config is an option for the family (sample_options) or its data
     options = {k: v for k, v in cfg.items() if k not in SAMPLE_KEYS}
-    taken = (*model.sample_options, *datamodule.input_options)
-    check_family_options("sample", options, taken, type(model).__name__)
+    asked = model.data_inputs(options)
+    # an input the model does not ask for (labels of an unconditional model): its options say why
+    reasons = {
+        option: (
+            f"with these options it does not generate from the data's {name}"
+            if model.conditional
+            else datamodule.input_help.get(name, f"it does not generate from the data's {name}")
+        )
+        for name, opts in datamodule.input_options.items()
+        if name not in asked
+        for option in opts
+    }
+    taken = (*model.sample_options, *datamodule.options_for(asked))
+    check_family_options("sample", options, taken, type(model).__name__, reasons)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    out = sample_from(model, datamodule, cfg.n, generator, options)
+    out, inputs = sample_from(model, datamodule, cfg.n, generator, options)
 
     for text in datamodule.samples_as_text(out):
         print(text, end="\n\n")
     stem = run_dir_of(path) / "samples" / f"sample_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        dest = datamodule.write_samples(out, cfg.out or stem)
+        dest = datamodule.write_samples(out, cfg.out or stem, inputs)
     except OSError as err:
         raise GenkitError(
             f"Could not write the samples to {cfg.out or stem} ({type(err).__name__}: {err.strerror or err}); "
             f"pass out=<a file in a folder you can write>."
         ) from None
-    log.info("Wrote %d samples to %s", cfg.n, dest)
+    log.info("Wrote %d samples to %s", len(out), dest)
     return dest

@@ -36,3 +36,16 @@ def tiny_gpt_checkpoint(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("gpt")
     train(make_cfg(tmp, *tiny_text_run(tmp), "trainer.max_steps=2", "trainer.max_epochs=1"))
     return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_cdiffusion_checkpoint(tmp_path_factory) -> Path:
+    """last.ckpt of a tiny class-conditional diffusion model (4 steps on tiny MNIST look-alikes)."""
+    from genkit.train import train
+
+    tmp = tmp_path_factory.mktemp("cdiffusion")
+    root = tmp / "data"
+    write_tiny_image_set(root / "mnist")
+    overrides = ["model=diffusion", "model.conditional=true", "model.net.base=8", "model.sample_steps=2"]
+    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN, *overrides))
+    return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"

@@ -18,6 +18,18 @@ CASES = [
     (["data.batch_size=-1"], ["data.batch_size=-1", "whole number"]),
     (["data.batch_size=100000"], ["data.batch_size=100000 is more than the 64 training examples"]),
     (["hydra.run.dir=/proc/genkit/run"], ["cannot create its run directory", "/proc/genkit/run"]),
+    (
+        ["model=diffusion", "model.conditional=true", "data.num_classes=0", "data.class_names=[]"],
+        ["model.conditional=true needs class labels", "data.num_classes"],
+    ),
+    (["model=diffusion", "model.conditional=true", "model.cond_drop=1.5"], ["model.cond_drop=1.5", "[0, 1)"]),
+    (["model=diffusion", "model.guidance=-1"], ["model.guidance=-1", "at least 0"]),
+    (["model=gan", "data.class_names=[a,b]"], ["2 names", "data.num_classes is 10"]),
+    (["model=gan", "model.generator.num_classes=10"], ["model.generator.num_classes=10", "model.conditional=true"]),
+    (
+        ["model=diffusion", "model.conditional=true", "model.cond_drop=0"],
+        ["model.cond_drop=0", "model.guidance=0"],
+    ),
 ]
 
 
@@ -72,13 +84,24 @@ SAMPLE_CASES = [
     ("gpt", ["top_k=0"], ["top_k=0"]),
     ("gpt", ["max_new_tokens=-1"], ["max_new_tokens=-1"]),
     ("gpt", ["mode=reconstruct"], ["GPT takes no `mode`"]),
+    ("gan", ["label=7"], ["cannot use label=7", "trained without class labels", "model.conditional=true"]),
+    ("gan", ["labels=all"], ["cannot use labels='all'", "model.conditional=true"]),
+    ("gan", ["guidance=2"], ["GAN takes no `guidance`"]),
+    ("cdiffusion", ["label=11"], ["label=11 is not a class of mnist", "0 to 9"]),
+    ("cdiffusion", ["label=sneaker"], ["label='sneaker' is not a class of mnist"]),
+    ("cdiffusion", ["label=1.5"], ["label=1.5", "its number or its name"]),
+    ("cdiffusion", ["labels=bogus"], ["labels='bogus'", "all or a list"]),
+    ("cdiffusion", ["labels=[3,12]"], ["labels=12 is not a class"]),
+    ("cdiffusion", ["label=3", "labels=[1,2]"], ["not both"]),
+    ("cdiffusion", ["guidance=-1"], ["guidance=-1", "at least 0"]),
 ]
 
 
 @pytest.mark.parametrize("family,options,words", SAMPLE_CASES, ids=[" ".join(c[1]) for c in SAMPLE_CASES])
-def test_bad_sample_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, tiny_gpt_checkpoint, family, options, words):
-    ckpt = tiny_gan_checkpoint if family == "gan" else tiny_gpt_checkpoint
-    out = cli_in_process("sample", f"ckpt={ckpt}", *options, cwd=tmp_path)
+def test_bad_sample_option_is_one_paragraph(tmp_path, request, family, options, words):
+    ckpt = request.getfixturevalue(f"tiny_{family}_checkpoint")
+    data_root = ckpt.parents[3] / "data"  # the image checkpoints' tiny data sets
+    out = cli_in_process("sample", f"ckpt={ckpt}", *options, f"data_root={data_root}", cwd=tmp_path)
     message = " ".join(out.stderr.split())
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 10
@@ -90,6 +113,8 @@ EVAL_CASES = [
     (["n_samples=0"], ["n_samples=0"]),
     (["+nsamples=5"], ["nsamples"]),
     (["nll_samples=1000"], ["GAN takes no `nll_samples`"]),
+    (["guidance=2"], ["GAN takes no `guidance`"]),
+    (["guidance=abc"], ["guidance='abc'", "at least 0"]),
 ]
 
 

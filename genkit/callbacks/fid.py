@@ -1,11 +1,13 @@
 """Logs val/fid_clf at every validation: generated images against validation images, scored on
-the data set's cached domain classifier. It gives GAN sweeps a metric that measures samples."""
+the data set's cached domain classifier (and val/class_acc for a conditional model). It gives GAN
+sweeps a metric that measures samples."""
 
 import lightning as L
 import torch
 
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores
+from genkit.models.base import balanced_labels, sample_from
 
 
 class ValidationFID(L.Callback):
@@ -31,9 +33,20 @@ class ValidationFID(L.Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            fake = [pl_module.sample(len(b), generator=generator) for b in real]
+            # (images, labels asked for): a conditional model draws every class in turn
+            fake = []
+            for b in real:
+                labels = balanced_labels(len(b), pl_module.num_classes) if pl_module.conditional else None
+                images, _ = sample_from(
+                    pl_module, datamodule, len(b), generator, {}, None if labels is None else {"labels": labels}
+                )
+                fake.append((images, labels))
         finally:
             pl_module.train(was_training)
-        scores = classifier_scores(self.classifier, real, fake, pl_module.device)
+        scores = classifier_scores(
+            self.classifier, real, fake, pl_module.device, getattr(datamodule, "class_names", None)
+        )
         pl_module.log("val/fid_clf", scores["fid_clf"])
         pl_module.log("val/is_clf", scores["is_clf"])
+        if "class_acc" in scores:
+            pl_module.log("val/class_acc", scores["class_acc"])

@@ -1,7 +1,7 @@
 """Writes what the model generates from fixed noise at every validation and at the end of training.
 
 The data module writes them (genkit.data.base): images as a grid PNG in <run_dir>/samples/,
-token ids decoded to a .txt file.
+token ids decoded to a .txt file. A conditional model draws every class (one row each).
 """
 
 from pathlib import Path
@@ -33,10 +33,10 @@ class SampleWriter(L.Callback):
         pl_module.eval()
         try:
             generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-            out = sample_from(pl_module, datamodule, n, generator, self.options)
+            out, inputs = sample_from(pl_module, datamodule, n, generator, self.options)
         finally:
             pl_module.train(was_training)
-        return datamodule.write_samples(out, self.dirpath / f"step_{trainer.global_step:07d}")
+        return datamodule.write_samples(out, self.dirpath / f"step_{trainer.global_step:07d}", inputs)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer, pl_module)

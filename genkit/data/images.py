@@ -1,14 +1,17 @@
 """One LightningDataModule for labelled image sets read by format (`idx`: MNIST, Fashion-MNIST).
 
-Images come as float tensors (B, C, H, W) in [-1, 1] with integer labels. The whole set is a
+Images come as float tensors (B, C, H, W) in [-1, 1] with integer labels; `class_names` name the
+labels, so that a conditional model is asked for `label=7` or `label=sneaker`. The whole set is a
 uint8 tensor in memory (47 MB for MNIST), and batches are gathered with one indexing call per
 batch (`__getitems__`) instead of one Python call per image.
 """
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -47,13 +50,23 @@ READERS: dict[str, Callable[[Mapping[str, Path], str], tuple[torch.Tensor, torch
 }
 
 
-def save_grid(images: torch.Tensor, path: str | Path) -> Path:
-    """Images (N, C, H, W) in [-1, 1] as a square-ish grid PNG."""
+def save_grid(images: torch.Tensor, path: str | Path, labels: torch.Tensor | None = None) -> Path:
+    """Images (N, C, H, W) in [-1, 1] as a grid PNG: one row per class when `labels` come in runs
+    of equal length (labels=all), else square-ish."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nrow = math.ceil(math.sqrt(len(images)))
+    if labels is not None and len(labels) == len(images):
+        _, runs = torch.unique_consecutive(labels.cpu(), return_counts=True)
+        if len(runs) > 1 and bool((runs == runs[0]).all()):
+            nrow = int(runs[0])
     save_image(images.float().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
     return path
+
+
+def _name_key(name: str) -> str:
+    """A class name as people type it: `Ankle boot`, `ankle_boot`, `ankle-boot` -> `ankleboot`."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 class ImageDataModule(GenkitDataModule):
@@ -65,7 +78,11 @@ class ImageDataModule(GenkitDataModule):
     """
 
     modality = "images"
-    sample_inputs = ("images",)
+    input_options = {"images": (), "image_labels": (), "labels": ("label", "labels")}
+    input_help = {
+        "labels": "it was trained without class labels (model.conditional=false), so it does not generate "
+        "by class; genkit's image families do when trained with model.conditional=true"
+    }
 
     def __init__(
         self,
@@ -87,6 +104,7 @@ class ImageDataModule(GenkitDataModule):
         channels: int = 1,
         image_size: int = 28,
         num_classes: int = 10,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__()
         if format not in READERS:
@@ -101,6 +119,14 @@ class ImageDataModule(GenkitDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.max_device_batch, self.on_device = num_workers, max_device_batch, on_device
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
+        self.class_names = (
+            [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
+        )
+        if len(self.class_names) != num_classes:
+            raise GenkitError(
+                f"data.class_names has {len(self.class_names)} names but data.num_classes is {num_classes}; "
+                f"give one name per class."
+            )
         self.train_set = self.val_set = self.test_set = None
 
     def prepare_data(self) -> None:
@@ -142,10 +168,54 @@ class ImageDataModule(GenkitDataModule):
     def sample_input(self, name: str, n: int, options: Mapping) -> torch.Tensor:
         if name == "images":
             return self.sample_images(n)
+        if name == "image_labels":
+            return self.sample_images(n, labels=True)
+        if name == "labels":
+            return self.labels_to_generate(n, options.get("label"), options.get("labels"))
         return super().sample_input(name, n, options)
 
-    def write_samples(self, samples: torch.Tensor, path: str | Path) -> Path:
-        return save_grid(samples, with_suffix(path, self.sample_suffix))
+    def write_samples(self, samples: torch.Tensor, path: str | Path, inputs: Mapping[str, Any] | None = None) -> Path:
+        return save_grid(samples, with_suffix(path, self.sample_suffix), (inputs or {}).get("labels"))
+
+    # ---- classes --------------------------------------------------------------------------------
+
+    def class_index(self, value: Any, option: str = "label") -> int:
+        """A class given as its number (7) or its name (`sneaker`, `Ankle boot`, `t-shirt`)."""
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < self.num_classes:
+            return value
+        if isinstance(value, str):
+            key = _name_key(value)
+            for i, name in enumerate(self.class_names):
+                # the whole name or one of its slash-separated parts ("T-shirt/top" -> tshirt, top)
+                if key in (_name_key(name), *map(_name_key, name.split("/"))):
+                    return i
+            if key.isdigit() and int(key) < self.num_classes:
+                return int(key)
+        choices = ", ".join(f"{i} ({name})" if name != str(i) else name for i, name in enumerate(self.class_names))
+        raise GenkitError(
+            f"{option}={value!r} is not a class of {self.name}. Pass a class number from 0 to {self.num_classes - 1} "
+            f"or a name: {choices}."
+        )
+
+    def labels_to_generate(self, n: int, label: Any = None, labels: Any = None) -> torch.Tensor:
+        """Class labels for n samples: n of `label`; or for `labels` (`all` (the default), or a list
+        of classes), ceil(n / classes) of each in turn, so that a grid has one row per class."""
+        if label is not None and labels is not None:
+            raise GenkitError(
+                f"Pass label= (one class) or labels= (several), not both: got label={label!r}, labels={labels!r}."
+            )
+        if label is not None:
+            return torch.full((n,), self.class_index(label), dtype=torch.long)
+        if labels is None or labels == "all":
+            classes = list(range(self.num_classes))
+        elif isinstance(labels, Sequence) and not isinstance(labels, str) and len(labels) > 0:
+            classes = [self.class_index(v, "labels") for v in labels]
+        else:
+            raise GenkitError(
+                f"labels={labels!r} must be `all` or a list of classes, e.g. labels=[3,7] or labels=[sneaker,bag]."
+            )
+        per_class = math.ceil(n / len(classes))
+        return torch.tensor(classes, dtype=torch.long).repeat_interleave(per_class)
 
     def reference_data(self) -> dict[str, torch.Tensor]:
         if self.train_set is None:
@@ -164,11 +234,12 @@ class ImageDataModule(GenkitDataModule):
         for start in range(0, len(order), batch_size):
             yield self.train_set.__getitems__(order[start : start + batch_size])[0]
 
-    def sample_images(self, n: int) -> torch.Tensor:
-        """The first n validation images (fixed, so grids of reconstructions compare across runs)."""
+    def sample_images(self, n: int, labels: bool = False) -> torch.Tensor:
+        """The first n validation images (fixed, so grids of reconstructions compare across runs),
+        or their labels."""
         if self.val_set is None:
             self.setup("fit")
-        return self.val_set.__getitems__(range(min(n, len(self.val_set))))[0]
+        return self.val_set.__getitems__(range(min(n, len(self.val_set))))[1 if labels else 0]
 
     def _workers(self) -> int:
         # worker processes cannot index tensors that live on the GPU

@@ -118,8 +118,7 @@ class TextDataModule(GenkitDataModule):
     modality = "text"
     throughput_unit = "tokens"
     sample_suffix = ".txt"
-    sample_inputs = ("prompt_ids",)
-    input_options = ("prompt",)
+    input_options = {"prompt_ids": ("prompt",)}
 
     def __init__(
         self,
@@ -307,7 +306,7 @@ class TextDataModule(GenkitDataModule):
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         return self.decode_batch(samples)
 
-    def write_samples(self, samples: torch.Tensor, path: str | Path) -> Path:
+    def write_samples(self, samples: torch.Tensor, path: str | Path, inputs: Mapping | None = None) -> Path:
         return write_text(self.decode_batch(samples), with_suffix(path, self.sample_suffix))
 
     def items_per_sample(self) -> int:

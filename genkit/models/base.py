@@ -27,6 +27,10 @@ To add a family, subclass GenerativeModel and:
    that `genkit bench compare=true` times against; both optional (None).
 8. Distributed: set `ddp_find_unused_parameters = True` if a backward pass leaves some
    parameters without gradients (the GAN: each loss reaches one network).
+9. Classes: a model built with `conditional=True` generates by class. It reads the labels of its
+   training batches, asks the data for `labels` to generate (the default `data_inputs`), and
+   takes them as `sample(n, labels=...)`: a (n,) tensor of class indices. `class_count` checks
+   that its networks were built for the data's classes.
 """
 
 from collections.abc import Mapping
@@ -35,6 +39,8 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from torch import nn
+
+from genkit.errors import GenkitError
 
 
 class GenerativeModel(L.LightningModule):
@@ -50,13 +56,17 @@ class GenerativeModel(L.LightningModule):
     test_options: ClassVar[tuple[str, ...]] = ()
     #: set when a backward pass leaves parameters without gradients (DDP must then look for them)
     ddp_find_unused_parameters: ClassVar[bool] = False
+    #: generates by class (set from the config's `conditional`), and how many classes
+    conditional: bool = False
+    num_classes: int = 0
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define sample(n, *, generator=None, **options)")
 
     def data_inputs(self, options: Mapping[str, Any]) -> tuple[str, ...]:
-        """The inputs `sample` needs from the data set for these options (none by default)."""
-        return ()
+        """The inputs `sample` needs from the data set for these options: the class labels to
+        generate for a conditional model, nothing otherwise."""
+        return ("labels",) if self.conditional else ()
 
     def networks(self) -> dict[str, nn.Module]:
         """The trainable networks by name: compiled by compile_networks()."""
@@ -82,11 +92,50 @@ class GenerativeModel(L.LightningModule):
         return None
 
 
+def class_count(conditional: bool, **networks: nn.Module) -> int:
+    """The number of classes a conditional model's networks were built for (0 when unconditional).
+
+    The network configs take `num_classes` from the data when `model.conditional=true`; a data set
+    without labels, or a network that cannot condition, is refused here in one paragraph."""
+    counts = {name: getattr(net, "num_classes", 0) for name, net in networks.items()}
+    if not conditional:
+        built = [f"model.{name}.num_classes={k}" for name, k in counts.items() if k]
+        if built:
+            raise GenkitError(
+                f"{', '.join(built)} builds a class-conditional network, but the model is unconditional; set "
+                f"model.conditional=true (the networks then take the data's classes) instead of num_classes."
+            )
+        return 0
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise GenkitError(
+            "model.conditional=true needs class labels and networks that condition on them, but the networks "
+            f"were built for {', '.join(f'{n}: {k} classes' for n, k in counts.items())}. Use labelled data "
+            "(its config sets data.num_classes, e.g. data=mnist) and networks that take num_classes "
+            "(genkit's own all do), or drop model.conditional=true."
+        )
+    return next(iter(counts.values()))
+
+
+def balanced_labels(n: int, num_classes: int, device=None) -> torch.Tensor:
+    """n class labels, every class as often as n allows: 0, 1, ..., K-1, 0, 1, ..."""
+    return torch.arange(n, device=device) % num_classes
+
+
+def sample_inputs(model: GenerativeModel, datamodule, n: int, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What the data set hands the model to generate n samples with these options."""
+    return {name: datamodule.sample_input(name, n, options) for name in model.data_inputs(options)}
+
+
 def sample_from(
-    model: GenerativeModel, datamodule, n: int, generator: torch.Generator | None, options: Mapping[str, Any]
-) -> torch.Tensor:
-    """n samples from a model, with the sample options it declares and the data inputs it asks for."""
+    model: GenerativeModel,
+    datamodule,
+    n: int,
+    generator: torch.Generator | None,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """n samples from a model, with the sample options it declares and the data inputs it asks for
+    (made here unless given); returns the samples and those inputs (e.g. the labels asked for)."""
     kwargs = {k: options[k] for k in model.sample_options if options.get(k) is not None}
-    for name in model.data_inputs(options):
-        kwargs[name] = datamodule.sample_input(name, n, options)
-    return model.sample(n, generator=generator, **kwargs)
+    inputs = dict(sample_inputs(model, datamodule, n, options) if inputs is None else inputs)
+    return model.sample(n, generator=generator, **kwargs, **inputs), inputs

@@ -1,4 +1,8 @@
-"""Generative adversarial network (Goodfellow et al. 2014), trained with manual optimisation."""
+"""Generative adversarial network (Goodfellow et al. 2014), trained with manual optimisation.
+
+`conditional=True` makes it a class-conditional GAN: the generator draws an image of a given
+class and the discriminator judges image and class together (its networks do the conditioning,
+genkit/models/nets/conditioning.py); fakes are drawn with the labels of the real batch."""
 
 import copy
 from collections.abc import Callable
@@ -7,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genkit.models.base import GenerativeModel
+from genkit.models.base import GenerativeModel, balanced_labels, class_count
 from genkit.models.optim import build_optimizer
 
 LOSSES = ("non_saturating", "hinge")
@@ -46,6 +50,7 @@ class GAN(GenerativeModel):
         optimizer_g: Callable,
         optimizer_d: Callable,
         loss: str = "non_saturating",
+        conditional: bool = False,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -55,18 +60,30 @@ class GAN(GenerativeModel):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.loss = loss
         self.latent_dim = generator.latent_dim
+        self.conditional = conditional
+        self.num_classes = class_count(conditional, generator=generator, discriminator=discriminator)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        # unconditional networks (a user's own too) take z alone
+        return self.generator(z) if labels is None else self.generator(z, labels)
+
+    def _judge(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.discriminator(x) if labels is None else self.discriminator(x, labels)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) in [-1, 1]; pass a seeded generator for fixed noise."""
+    def sample(
+        self, n: int, *, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1]; pass a seeded generator for fixed noise. A conditional
+        GAN draws one image per entry of `labels` (default: the classes in turn)."""
+        if self.conditional:
+            labels = balanced_labels(n, self.num_classes, self.device) if labels is None else labels.to(self.device)
+            n = len(labels)
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self.generator(z)
+        return self(z, labels if self.conditional else None)
 
-    def _losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+    def _losses(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        real_logits, fake_logits = self._judge(real, labels), self._judge(fake, labels)
         return {
             "d_loss": discriminator_loss(self.loss, real_logits, fake_logits),
             "d_real": torch.sigmoid(real_logits).mean(),
@@ -74,12 +91,13 @@ class GAN(GenerativeModel):
         }
 
     def training_step(self, batch, batch_idx: int) -> None:
-        real, _ = batch
+        real, labels = batch
+        labels = labels if self.conditional else None
         opt_g, opt_d = self.optimizers()
         z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
-        fake = self.generator(z)
+        fake = self(z, labels)
 
-        d = self._losses(real, fake.detach())
+        d = self._losses(real, fake.detach(), labels)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d["d_loss"])
         # Lightning counts every LightningOptimizer.step() as a global step; stepping the
@@ -88,7 +106,7 @@ class GAN(GenerativeModel):
 
         # the generator's step needs no gradients for the discriminator's weights
         self.toggle_optimizer(opt_g)
-        g_loss = generator_loss(self.loss, self.discriminator(fake))
+        g_loss = generator_loss(self.loss, self._judge(fake, labels))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
@@ -97,19 +115,23 @@ class GAN(GenerativeModel):
         self.log_dict({f"train/{k}": v for k, v in d.items()}, prog_bar=True)
         self.log("train/g_loss", g_loss, prog_bar=True)
 
-    def _eval_step(self, stage: str, real: torch.Tensor) -> None:
-        fake = self.sample(real.shape[0])
-        d = self._losses(real, fake)
-        d["g_loss"] = generator_loss(self.loss, self.discriminator(fake))
+    def _eval_step(self, stage: str, batch) -> None:
+        real, labels = batch
+        labels = labels if self.conditional else None
+        fake = self.sample(real.shape[0], labels=labels)
+        d = self._losses(real, fake, labels)
+        d["g_loss"] = generator_loss(self.loss, self._judge(fake, labels))
         self.log_dict({f"{stage}/{k}": v for k, v in d.items()}, sync_dist=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("val", batch[0])
+        self._eval_step("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("test", batch[0])
+        self._eval_step("test", batch)
 
     def reference_loop(self, data, batch_size: int, device: torch.device):
+        if self.conditional:  # the hand-written loop is the unconditional GAN
+            return None
         from genkit.models.reference.gan_loop import RawGANLoop
 
         return RawGANLoop(

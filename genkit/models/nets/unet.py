@@ -1,5 +1,9 @@
 """A small U-Net denoiser (Ho et al. 2020, after PixelCNN++): residual blocks with a time
-embedding, GroupNorm and SiLU, self-attention at the low resolutions, skip connections."""
+embedding, GroupNorm and SiLU, self-attention at the low resolutions, skip connections.
+
+With `num_classes` > 0 it is class-conditional: a learned class embedding is added to the time
+embedding, and index `num_classes` is the null class that classifier-free guidance trains with
+(Ho & Salimans 2022)."""
 
 import math
 
@@ -67,7 +71,7 @@ class Stage(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps- or v-prediction network: (x_t (B, C, H, W), t (B,)) -> (B, C, H, W).
+    """eps- or v-prediction network: (x_t (B, C, H, W), t (B,)[, labels (B,)]) -> (B, C, H, W).
 
     `channel_mults` gives one resolution level each (28 -> 14 -> 7 for (1, 2, 2));
     `attention_levels` the levels (0 = full resolution) that get self-attention.
@@ -81,11 +85,14 @@ class UNet(nn.Module):
         blocks_per_level: int = 1,
         attention_levels: tuple[int, ...] = (2,),
         dropout: float = 0.1,
+        num_classes: int = 0,
     ):
         super().__init__()
         t_dim = 4 * base
-        self.base = base
+        self.base, self.num_classes = base, num_classes
         self.time_mlp = nn.Sequential(nn.Linear(base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+        # one row per class and one for "no class" (the null label, index num_classes)
+        self.class_embed = nn.Embedding(num_classes + 1, t_dim) if num_classes else None
         self.stem = nn.Conv2d(channels, base, 3, padding=1)
         widths = [base * m for m in channel_mults]
         last = len(widths) - 1
@@ -121,8 +128,13 @@ class UNet(nn.Module):
                 )
         self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """labels (B,) in [0, num_classes]; num_classes (or None) is the null class."""
         t_emb = self.time_mlp(timestep_embedding(t, self.base))
+        if self.class_embed is not None:
+            if labels is None:
+                labels = torch.full_like(t, self.num_classes)
+            t_emb = t_emb + self.class_embed(labels)
         h = self.stem(x)
         skips = [h]
         for level, stages in enumerate(self.down):
