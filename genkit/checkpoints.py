@@ -16,6 +16,7 @@ from genkit.models.base import GenerativeModel
 from genkit.trust import check_config, shipped_data_config
 
 LAST = "last.ckpt"
+BEST = "best.ckpt"
 
 
 def find_latest(log_dir: str | Path) -> Path | None:
@@ -24,8 +25,11 @@ def find_latest(log_dir: str | Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def resolve_checkpoint(ckpt: str | Path | None, log_dir: str | Path) -> Path:
-    """A checkpoint file from a file path, a run directory, or (None) the newest run."""
+def resolve_checkpoint(ckpt: str | Path | None, log_dir: str | Path, which: str | None = None) -> Path:
+    """A checkpoint file from a file path, a run directory, or (None) the newest run.
+
+    In a run directory `which` picks checkpoints/best.ckpt (the best validation of the family's
+    checkpoint metric) or last.ckpt; None takes best.ckpt when the run has one, else last.ckpt."""
     if ckpt is None:
         latest = find_latest(log_dir)
         if latest is None:
@@ -33,18 +37,35 @@ def resolve_checkpoint(ckpt: str | Path | None, log_dir: str | Path) -> Path:
                 f"No ckpt given and no run with checkpoints/{LAST} under {Path(log_dir).resolve()}. "
                 f"Train one first (`genkit train`) or pass ckpt=<run dir or .ckpt file>."
             )
-        return latest
+        return _pick(latest.parent, which)
     path = Path(ckpt).expanduser()
     if path.is_dir():
-        for candidate in (path / "checkpoints" / LAST, path / LAST):
-            if candidate.is_file():
-                return candidate
+        for folder in (path / "checkpoints", path):
+            if (folder / LAST).is_file():
+                return _pick(folder, which)
         raise CheckpointError(
             f"{path} is a directory without checkpoints/{LAST}; pass a genkit run directory or a .ckpt file."
         )
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; pass ckpt=<run dir or .ckpt file>.")
+    if which is not None:
+        raise CheckpointError(
+            f"which={which} picks a checkpoint in a run directory, but ckpt={ckpt} is a file; pass the run "
+            f"directory (ckpt={run_dir_of(path)}) or drop which=."
+        )
     return path
+
+
+def _pick(folder: Path, which: str | None) -> Path:
+    best = folder / BEST
+    if which == "last" or (which is None and not best.is_file()):
+        return folder / LAST
+    if not best.is_file():
+        raise CheckpointError(
+            f"{folder} has no {BEST}: its family ranks no checkpoints (the GAN's losses do not measure its "
+            f"samples), or the run has not validated yet. Use which=last."
+        )
+    return best
 
 
 def run_dir_of(checkpoint: Path) -> Path:

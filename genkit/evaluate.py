@@ -30,7 +30,7 @@ log = logging.getLogger("genkit")
 
 # keys of configs/eval.yaml that are this command's own; the others are options for the family
 EVAL_KEYS = (
-    "ckpt", "n_samples", "batch_size", "seed", "real", "inception", "inception_weights",
+    "ckpt", "which", "n_samples", "batch_size", "seed", "real", "inception", "inception_weights",
     "classifier_epochs", "out", "paths", "data", "trusted_targets", "data_root",
 )  # fmt: skip
 
@@ -87,7 +87,8 @@ def evaluate(cfg: DictConfig) -> dict:
         results.update(_image_scores(cfg, datamodule, real, device))
         out = Path(cfg.out or Path(cfg.paths.log_dir) / f"eval_real_{datamodule.name}.json")
     else:
-        path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
+        path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
+        log.info("Evaluating %s", path)
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         options = {k: v for k, v in cfg.items() if k not in EVAL_KEYS}

@@ -38,6 +38,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "steps": whole_number(1),
     "sampler": _one_of("ddim", "ddpm"),
     "eta": _number(lambda v: v >= 0, "a number of at least 0"),
+    "which": _one_of("best", "last"),
     "n_samples": whole_number(1),
     "batch_size": whole_number(1),
     "classifier_epochs": whole_number(1),

@@ -16,14 +16,13 @@ from genkit.runtime import device_for
 log = logging.getLogger("genkit")
 
 # keys of configs/sample.yaml that are not options of a model's sample()
-SAMPLE_KEYS = ("ckpt", "n", "seed", "out", "paths", "trusted_targets", "data_root")
+SAMPLE_KEYS = ("ckpt", "which", "n", "seed", "out", "paths", "trusted_targets", "data_root")
 
 
 def sample(cfg: DictConfig) -> Path:
     check_options("sample", cfg)
-    path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir)
-    if cfg.ckpt is None:
-        log.info("No ckpt given: using the newest run's %s", path)
+    path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
+    log.info("Sampling from %s", path)
     model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
     device = device_for("auto")
     model.to(device)

@@ -25,6 +25,7 @@ CASES = [
     (["model=diffusion", "model.conditional=true", "model.cond_drop=1.5"], ["model.cond_drop=1.5", "[0, 1)"]),
     (["model=diffusion", "model.guidance=-1"], ["model.guidance=-1", "at least 0"]),
     (["model=gan", "data.class_names=[a,b]"], ["2 names", "data.num_classes is 10"]),
+    (["callbacks.early_stopping.patience=0"], ["callbacks.early_stopping.patience=0", "at least 1"]),
     (["model=gan", "model.generator.num_classes=10"], ["model.generator.num_classes=10", "model.conditional=true"]),
     (
         ["model=diffusion", "model.conditional=true", "model.cond_drop=0"],
@@ -84,6 +85,8 @@ SAMPLE_CASES = [
     ("gpt", ["top_k=0"], ["top_k=0"]),
     ("gpt", ["max_new_tokens=-1"], ["max_new_tokens=-1"]),
     ("gpt", ["mode=reconstruct"], ["GPT takes no `mode`"]),
+    ("gan", ["which=best"], ["which=best picks a checkpoint in a run directory", "is a file"]),
+    ("gan", ["which=first"], ["which='first'", "best, last"]),
     ("gan", ["label=7"], ["cannot use label=7", "trained without class labels", "model.conditional=true"]),
     ("gan", ["labels=all"], ["cannot use labels='all'", "model.conditional=true"]),
     ("gan", ["guidance=2"], ["GAN takes no `guidance`"]),

@@ -158,3 +158,35 @@ class RNGStateInCheckpoint(L.Callback):
             if "cuda" in state and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda"])
         self._to_restore = None
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """checkpoints/best.ckpt: the model at its best validation so far, ranked by the family's
+    `checkpoint_metric` (GenerativeModel); nothing for a family that names none (the GAN)."""
+
+    def __init__(self, dirpath: str):
+        # the metric is the model's, known at setup; val/loss stands in until then
+        super().__init__(
+            dirpath=dirpath,
+            filename="best",
+            monitor="val/loss",
+            mode="min",
+            save_top_k=1,
+            save_last=False,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+            # after every validation, also those every N steps within an epoch
+            save_on_train_epoch_end=False,
+        )
+        self.active = True
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        metric = pl_module.checkpoint_metric
+        self.active = metric is not None
+        if self.active and (self.monitor, self.mode) != metric:
+            self.monitor, self.mode = metric
+            self.kth_value = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
+
+    def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
+        return not self.active or super()._should_skip_saving_checkpoint(trainer)

@@ -1,0 +1,93 @@
+"""checkpoints/best.ckpt ranked by the family's checkpoint_metric, `which=best|last` in sample and
+eval, and early stopping on the same metric (off by default), across a resume."""
+
+import pytest
+import torch
+
+from genkit.checkpoints import CheckpointError, resolve_checkpoint
+from genkit.train import train
+from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg
+
+# a VAE that validates every epoch of 2 steps: val/loss ranks its checkpoints
+VAE_RUN = (
+    "model=vae",
+    "model.test_nll_samples=2",
+    *TINY_IMAGE_RUN,
+    "data.val_size=80",  # 16 training images: one batch per epoch
+    "trainer.max_steps=-1",
+    "trainer.max_epochs=4",
+    "trainer.check_val_every_n_epoch=1",
+)
+
+
+# diffusion validates on fixed noise: with lr=0 its val/loss repeats exactly
+FROZEN_DIFFUSION_RUN = (
+    "model=diffusion",
+    "model.net.base=8",
+    "model.optimizer.lr=0",
+    *VAE_RUN[2:],
+)
+
+
+def run_dir(tmp_path):
+    return tmp_path / "outputs" / "run"
+
+
+def best_score(path) -> tuple[str, float]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    (key, state), *_ = [(k, v) for k, v in ckpt["callbacks"].items() if k.startswith("BestCheckpoint")]
+    return key, float(state["best_model_score"])
+
+
+def test_best_checkpoint_is_the_best_validation_and_sample_uses_it(tmp_path, tiny_data_root):
+    train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *VAE_RUN))
+    checkpoints = run_dir(tmp_path) / "checkpoints"
+    assert (checkpoints / "best.ckpt").is_file() and (checkpoints / "last.ckpt").is_file()
+    key, score = best_score(checkpoints / "last.ckpt")
+    assert "val/loss" in key
+    metrics = (run_dir(tmp_path) / "metrics.csv").read_text().splitlines()
+    column = metrics[0].split(",").index("val/loss")
+    val_losses = [float(row.split(",")[column]) for row in metrics[1:] if row.split(",")[column]]
+    assert len(val_losses) == 4 and score == pytest.approx(min(val_losses), rel=1e-5)
+
+    assert resolve_checkpoint(run_dir(tmp_path), tmp_path) == checkpoints / "best.ckpt"
+    assert resolve_checkpoint(run_dir(tmp_path), tmp_path, "last") == checkpoints / "last.ckpt"
+    env = {"GENKIT_DATA_DIR": str(tiny_data_root)}
+    out = cli_in_process("sample", f"ckpt={run_dir(tmp_path)}", "n=4", f"out={tmp_path}/s.png", cwd=tmp_path, env=env)
+    assert out.returncode == 0 and "best.ckpt" in out.stdout + out.stderr
+    out = cli_in_process("sample", f"ckpt={run_dir(tmp_path)}", "which=last", "n=4", cwd=tmp_path, env=env)
+    assert out.returncode == 0 and "last.ckpt" in out.stdout + out.stderr
+
+
+def test_a_family_without_a_checkpoint_metric_has_no_best(tmp_path, tiny_gan_checkpoint):
+    run = tiny_gan_checkpoint.parent.parent
+    assert not (run / "checkpoints" / "best.ckpt").exists()
+    assert resolve_checkpoint(run, tmp_path) == tiny_gan_checkpoint  # default: last when there is no best
+    with pytest.raises(CheckpointError, match="which=last"):
+        resolve_checkpoint(run, tmp_path, "best")
+    with pytest.raises(CheckpointError, match="is a file"):
+        resolve_checkpoint(tiny_gan_checkpoint, tmp_path, "best")
+
+
+def test_early_stopping_stops_a_run_that_no_longer_improves_and_says_why(tmp_path, tiny_data_root, caplog):
+    # val/loss never changes, so it stops after 1 + patience validations
+    overrides = (*FROZEN_DIFFUSION_RUN, "trainer.max_epochs=20", "callbacks.early_stopping.patience=2")
+    with caplog.at_level("INFO", logger="genkit"):
+        train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *overrides))
+    assert "Early stopping at step 3" in caplog.text and "did not improve" in caplog.text
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 3
+
+
+def test_best_and_early_stopping_survive_a_resume(tmp_path, tiny_data_root):
+    """With a val/loss that never changes, only the first validation is ever 'best': a resumed run
+    that forgot the best so far would write best.ckpt again and restart the patience count."""
+    overrides = (*FROZEN_DIFFUSION_RUN, "callbacks.early_stopping.patience=50")
+    checkpoints = run_dir(tmp_path) / "checkpoints"
+    train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *overrides, "trainer.max_epochs=2"))
+    train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *overrides, "trainer.max_epochs=4"))
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 4 and best["global_step"] == 1
+    (stopper,) = [v for k, v in last["callbacks"].items() if k.startswith("EarlyStoppingOnMetric")]
+    assert stopper["wait_count"] == 3  # validations 2, 3 and 4 did not improve on the first
