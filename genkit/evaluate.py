@@ -88,7 +88,7 @@ def evaluate(cfg: DictConfig) -> dict:
         out = Path(cfg.out or Path(cfg.paths.log_dir) / f"eval_real_{datamodule.name}.json")
     else:
         path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
-        log.info("Evaluating %s", path)
+        log.info("No ckpt given: evaluating the newest run, %s" if cfg.ckpt is None else "Evaluating %s", path)
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         options = {k: v for k, v in cfg.items() if k not in EVAL_KEYS}

@@ -22,7 +22,7 @@ SAMPLE_KEYS = ("ckpt", "which", "n", "seed", "out", "paths", "trusted_targets", 
 def sample(cfg: DictConfig) -> Path:
     check_options("sample", cfg)
     path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
-    log.info("Sampling from %s", path)
+    log.info("No ckpt given: sampling from the newest run, %s" if cfg.ckpt is None else "Sampling from %s", path)
     model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
     device = device_for("auto")
     model.to(device)
