@@ -4,6 +4,7 @@ It also decides what the config leaves to genkit: the device and precision (genk
 gradient accumulation (from data.max_device_batch), and what DDP must know of the model.
 """
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
 from genkit.runtime import precision_for, uses_cuda
+from genkit.starting_weights import load_starting_weights, starting_checkpoint
 
 # keys of the trainer config that genkit handles itself rather than passing to lightning.Trainer
 GENKIT_TRAINER_KEYS = ("compile", "matmul_precision", "channels_last")
@@ -47,8 +49,23 @@ def build_datamodule(cfg: DictConfig) -> GenkitDataModule:
 
 
 def build_model(cfg: DictConfig) -> GenerativeModel:
-    target_class(cfg, "model", GenerativeModel)  # the contract, checked before anything is built
-    model = instantiate(cfg.model, _convert_="partial")
+    family = target_class(cfg, "model", GenerativeModel)  # the contract, checked before anything is built
+    # model.init_from / init_strict belong to genkit, not to the family's constructor, when they
+    # name a genkit run (GPT's constructor takes init_from for Hugging Face GPT-2 weights itself)
+    model_cfg = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
+    strict = model_cfg.pop("init_strict", True)
+    source = starting_checkpoint(model_cfg.get("init_from"))
+    if source is not None or model_cfg.get("init_from") is None:
+        model_cfg.pop("init_from", None)
+    elif "init_from" not in inspect.signature(family).parameters:
+        raise GenkitError(
+            f"model.init_from={model_cfg.init_from} is not a genkit run directory or .ckpt file, and "
+            f"{family.__name__} starts only from genkit runs (GPT also takes Hugging Face GPT-2 weights). Pass "
+            f"the directory of a run of this family, or one of its checkpoints."
+        )
+    model = instantiate(model_cfg, _convert_="partial")
+    if source is not None:
+        load_starting_weights(model, source, strict)
     trainer_cfg = cfg.get("trainer") or {}
     if uses_cuda(trainer_cfg.get("accelerator")):
         # TF32 tensor cores for fp32 matmuls; NHWC memory for the conv nets (cuDNN's fast layout)

@@ -25,6 +25,8 @@ CASES = [
     (["model=diffusion", "model.conditional=true", "model.cond_drop=1.5"], ["model.cond_drop=1.5", "[0, 1)"]),
     (["model=diffusion", "model.guidance=-1"], ["model.guidance=-1", "at least 0"]),
     (["model=gan", "data.class_names=[a,b]"], ["2 names", "data.num_classes is 10"]),
+    (["model.init_from=/nonexistent/run.ckpt"], ["/nonexistent/run.ckpt does not exist"]),
+    (["model=gan", "model.init_from=gpt2"], ["model.init_from", "gpt2"]),
     (["callbacks.early_stopping.patience=0"], ["callbacks.early_stopping.patience=0", "at least 1"]),
     (["model=gan", "model.generator.num_classes=10"], ["model.generator.num_classes=10", "model.conditional=true"]),
     (

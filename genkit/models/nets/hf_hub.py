@@ -79,4 +79,12 @@ def pretrained_size(name_or_path: str | None, key: str, default):
     """A size of the checkpoint named by `model.init_from`, or `default` when there is none."""
     if not name_or_path:
         return default
+    from genkit.starting_weights import starting_checkpoint
+
+    if starting_checkpoint(name_or_path) is not None:
+        raise GenkitError(
+            f"model.init_from={name_or_path} is a genkit run: starting a GPT from a genkit run (its sizes and its "
+            f"tokenizer carried over) is not supported yet. Start from Hugging Face GPT-2 (model.init_from=gpt2 "
+            f"or a folder of its files), or train from scratch."
+        )
     return pretrained_config(str(name_or_path))[GPT2_SIZES.get(key, key)]

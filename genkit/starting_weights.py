@@ -1,0 +1,71 @@
+"""`model.init_from=<genkit run dir or .ckpt>`: start a new run from another run's weights.
+
+Weights only: the new run gets its own directory, a fresh optimizer and schedule. The starting
+checkpoint is read as data (torch.load with weights_only), never built from its config, so a
+stranger's run is as safe to start from as to sample. `model.init_strict=false` loads the
+tensors whose names and shapes match and lists the others (e.g. the class embedding of a
+conditional model started from an unconditional one).
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genkit.errors import GenkitError
+
+log = logging.getLogger("genkit")
+
+
+def starting_checkpoint(init_from) -> Path | None:
+    """The checkpoint file that `init_from` names when it is a genkit run directory or a .ckpt
+    file (its best.ckpt, else last.ckpt); None for anything else (GPT: a Hugging Face id)."""
+    if not init_from:
+        return None
+    path = Path(str(init_from)).expanduser()
+    if (
+        path.suffix == ".ckpt"
+        or path.is_dir()
+        and any((path / d / "last.ckpt").is_file() for d in ("checkpoints", "."))
+    ):
+        from genkit.checkpoints import resolve_checkpoint  # genkit.checkpoints builds models itself
+
+        return resolve_checkpoint(path, ".")
+    return None
+
+
+def load_starting_weights(model: nn.Module, path: Path, strict: bool = True) -> None:
+    from genkit.checkpoints import load_checkpoint
+
+    source = load_checkpoint(path)["state_dict"]
+    target = model.state_dict()
+    mismatched = [k for k in source if k in target and source[k].shape != target[k].shape]
+    missing = [k for k in target if k not in source]
+    unexpected = [k for k in source if k not in target]
+    if strict and (mismatched or missing or unexpected):
+        if mismatched:
+            k = mismatched[0]
+            what = (
+                f"the first mismatched parameter is {k}: {tuple(source[k].shape)} there, {tuple(target[k].shape)} here"
+            )
+        elif missing:
+            what = f"{len(missing)} parameters of this model are not in it, the first {missing[0]}"
+        else:
+            what = f"it holds {len(unexpected)} parameters this model lacks, the first {unexpected[0]}"
+        raise GenkitError(
+            f"model.init_from={path} does not fit this model: {what}. Build the model as that run did, or pass "
+            f"model.init_strict=false to load what matches and start the rest fresh."
+        )
+    with torch.no_grad():
+        for k in source:
+            if k in target and k not in mismatched:
+                target[k].copy_(source[k])
+    skipped = mismatched + missing
+    log.info("Started from the weights of %s (%d tensors)", path, len(source) - len(mismatched) - len(unexpected))
+    if skipped or unexpected:
+        log.info(
+            "init_strict=false: started fresh %s; not used from the checkpoint: %s",
+            ", ".join(skipped) or "nothing",
+            ", ".join(unexpected) or "nothing",
+        )
