@@ -7,14 +7,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
+from genkit.errors import GenkitError
+
 log = logging.getLogger("genkit")
 
 
 class EarlyStoppingOnMetric(EarlyStopping):
     def __init__(self, patience: int | None = None, min_delta: float = 0.0):
         if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
-            from genkit.errors import GenkitError
-
             raise GenkitError(
                 f"callbacks.early_stopping.patience={patience!r} must be a whole number of validations of at least "
                 f"1 without improvement, or null (no early stopping)."

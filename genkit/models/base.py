@@ -68,6 +68,13 @@ class GenerativeModel(L.LightningModule):
         generate for a conditional model, nothing otherwise."""
         return ("labels",) if self.conditional else ()
 
+    def labels_to_draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The class of each sample a conditional model draws: `labels` as given, else the classes
+        in turn for n samples; None for an unconditional model."""
+        if not self.conditional:
+            return None
+        return balanced_labels(n, self.num_classes, self.device) if labels is None else labels.to(self.device)
+
     def networks(self) -> dict[str, nn.Module]:
         """The trainable networks by name: compiled by compile_networks()."""
         return {name: module for name, module in self.named_children() if any(True for _ in module.parameters())}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genkit.errors import GenkitError
-from genkit.models.base import GenerativeModel, balanced_labels, class_count
+from genkit.models.base import GenerativeModel, class_count
 from genkit.models.optim import build_optimizer
 
 
@@ -266,8 +266,8 @@ class Diffusion(GenerativeModel):
         if sampler not in ("ddim", "ddpm"):
             raise ValueError(f"sampler must be ddim or ddpm, got {sampler!r}")
         self._check_guidance(guidance)
-        if self.conditional:
-            labels = balanced_labels(n, self.num_classes, self.device) if labels is None else labels.to(self.device)
+        labels = self.labels_to_draw(n, labels)
+        if labels is not None:
             n = len(labels)
         guidance = self.guidance if guidance is None else guidance
         # on a CPU, chunks whose activations stay in cache: 500 images at once ran 2-3x slower than

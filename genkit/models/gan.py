@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genkit.models.base import GenerativeModel, balanced_labels, class_count
+from genkit.models.base import GenerativeModel, class_count
+from genkit.models.nets.conditioning import conditioned
 from genkit.models.optim import build_optimizer
 
 LOSSES = ("non_saturating", "hinge")
@@ -64,11 +65,10 @@ class GAN(GenerativeModel):
         self.num_classes = class_count(conditional, generator=generator, discriminator=discriminator)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        # unconditional networks (a user's own too) take z alone
-        return self.generator(z) if labels is None else self.generator(z, labels)
+        return conditioned(self.generator, z, labels)
 
     def _judge(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return self.discriminator(x) if labels is None else self.discriminator(x, labels)
+        return conditioned(self.discriminator, x, labels)
 
     @torch.no_grad()
     def sample(
@@ -76,11 +76,9 @@ class GAN(GenerativeModel):
     ) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1]; pass a seeded generator for fixed noise. A conditional
         GAN draws one image per entry of `labels` (default: the classes in turn)."""
-        if self.conditional:
-            labels = balanced_labels(n, self.num_classes, self.device) if labels is None else labels.to(self.device)
-            n = len(labels)
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self(z, labels if self.conditional else None)
+        labels = self.labels_to_draw(n, labels)
+        z = torch.randn(n if labels is None else len(labels), self.latent_dim, generator=generator, device=self.device)
+        return self(z, labels)
 
     def _losses(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         real_logits, fake_logits = self._judge(real, labels), self._judge(fake, labels)

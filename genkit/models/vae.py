@@ -14,7 +14,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from genkit.errors import GenkitError
-from genkit.models.base import GenerativeModel, balanced_labels, class_count
+from genkit.models.base import GenerativeModel, class_count
+from genkit.models.nets.conditioning import conditioned
 from genkit.models.optim import build_optimizer
 
 log = logging.getLogger("genkit")
@@ -96,11 +97,10 @@ class VAE(GenerativeModel):
         return super().data_inputs(options)
 
     def _encode(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        # unconditional networks (a user's own too) take the image alone
-        return self.encoder(x) if labels is None else self.encoder(x, labels)
+        return conditioned(self.encoder, x, labels)
 
     def _logits(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return self.decoder(z) if labels is None else self.decoder(z, labels)
+        return conditioned(self.decoder, z, labels)
 
     # ---- the bound ---------------------------------------------------------------------------
 
@@ -204,11 +204,11 @@ class VAE(GenerativeModel):
         between the latent means of image pairs (one row per pair; a conditional VAE keeps the class
         of each pair's first image)."""
         if mode == "prior":
-            if self.conditional:
-                labels = balanced_labels(n, self.num_classes, self.device) if labels is None else labels.to(self.device)
-                n = len(labels)
-            z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-            return self._decode(z, labels if self.conditional else None)
+            labels = self.labels_to_draw(n, labels)
+            z = torch.randn(
+                n if labels is None else len(labels), self.latent_dim, generator=generator, device=self.device
+            )
+            return self._decode(z, labels)
         if images is None or (self.conditional and image_labels is None):
             raise ValueError(f"sample(mode={mode!r}) needs images" + (" and image_labels" if self.conditional else ""))
         images = images.to(self.device)

@@ -6,6 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def conditioned(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """net(x, labels), or net(x) without labels: unconditional networks (a user's own too) take x alone."""
+    return net(x) if labels is None else net(x, labels)
+
+
 def with_one_hot(z: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
     """z (B, D) -> (B, D + num_classes) with each row's one-hot label; z as is when unconditional."""
     if not num_classes:
