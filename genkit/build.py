@@ -20,6 +20,7 @@ from genkit.callbacks.preemption import SaveOnPreemption
 from genkit.callbacks.progress import progress_bar
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
+from genkit.finetune import apply_finetune
 from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
 from genkit.runtime import precision_for, uses_cuda
@@ -48,7 +49,9 @@ def build_datamodule(cfg: DictConfig) -> GenkitDataModule:
     return instantiate(cfg.data, _convert_="partial")
 
 
-def build_model(cfg: DictConfig) -> GenerativeModel:
+def build_model(cfg: DictConfig, *, report: bool = True) -> GenerativeModel:
+    """The model, started from model.init_from's weights and set up for finetune.* when asked;
+    `report` logs what trains (a training run does, a loaded checkpoint does not)."""
     family = target_class(cfg, "model", GenerativeModel)  # the contract, checked before anything is built
     # model.init_from / init_strict belong to genkit, not to the family's constructor, when they
     # name a genkit run (GPT's constructor takes init_from for Hugging Face GPT-2 weights itself)
@@ -66,6 +69,8 @@ def build_model(cfg: DictConfig) -> GenerativeModel:
     model = instantiate(model_cfg, _convert_="partial")
     if source is not None:
         load_starting_weights(model, source, strict)
+    # after the starting weights: LoRA renames the layers it adapts (x.weight -> x.base_layer.weight)
+    apply_finetune(model, cfg.get("finetune"), report=report)
     trainer_cfg = cfg.get("trainer") or {}
     if uses_cuda(trainer_cfg.get("accelerator")):
         # TF32 tensor cores for fp32 matmuls; NHWC memory for the conv nets (cuDNN's fast layout)

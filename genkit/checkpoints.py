@@ -127,7 +127,7 @@ def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_ro
             run_cfg.model.init_from = None
         # compiling is a training speed-up: eval and sample run the plain networks
         run_cfg.trainer.compile = False
-    model = build_model(run_cfg)
+    model = build_model(run_cfg, report=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     datamodule = build_datamodule(run_cfg)

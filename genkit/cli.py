@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("genkit.train:train_job", "train a model (default: the GAN on MNIST)"),
     "sample": ("genkit.sample:sample", "generate from a trained checkpoint"),
     "eval": ("genkit.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
+    "export": ("genkit.export:export", "write a run's weights as one checkpoint (merge=true: LoRA folded in)"),
     "bench": ("genkit.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
 }
 

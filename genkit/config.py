@@ -37,6 +37,14 @@ def _conditional_classes(conditional: bool, num_classes: int | None) -> int:
     return int(num_classes or 0) if conditional else 0
 
 
+def _required(key: str, what: str):
+    """`${required:model.init_from,<what>}`: a recipe's value that the user must give (Hydra's
+    `???` cannot say this: merged over a default, it leaves the default in place)."""
+    from genkit.errors import GenkitError
+
+    raise GenkitError(f"{key} has no value, and this recipe needs one: pass {key}=<{what}>.")
+
+
 def user_config_args(hydra_cfg) -> list[str]:
     """The user's own config folders of a running Hydra job, as command-line arguments (a
     relaunched rank or a printed resume command must find their families and data sets too)."""
@@ -56,6 +64,7 @@ def register_resolvers() -> None:
         "pretrained": pretrained_size,
         "family": _family,
         "conditional_classes": _conditional_classes,
+        "required": _required,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

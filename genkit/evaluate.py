@@ -8,23 +8,26 @@ standard Inception FID. `real=true` scores real training images instead of a mod
 sanity check (it should be near zero).
 """
 
+import json
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from genkit.build import build_datamodule, evaluation_trainer, scalar_metrics
-from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from genkit.build import build_datamodule, build_model, evaluation_trainer, scalar_metrics
+from genkit.checkpoints import config_of, load_checkpoint, load_model, resolve_checkpoint, run_dir_of
 from genkit.data.images import ImageDataModule
+from genkit.errors import GenkitError
 from genkit.metrics.classifier import domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
 from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
 from genkit.options import check_family_options, check_options
 from genkit.report import write_report
 from genkit.runtime import device_for
+from genkit.starting_weights import starting_checkpoint
 
 log = logging.getLogger("genkit")
 
@@ -75,6 +78,63 @@ def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: to
     return scores
 
 
+def _scores(cfg: DictConfig, model: GenerativeModel, datamodule, run_cfg: DictConfig, options, device) -> dict:
+    """The family's test metrics on the test split, and for images the scores of n generated ones."""
+    results = dict(model.configure_test(options, device))
+    trainer = evaluation_trainer(run_cfg, model)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    results.update(scalar_metrics(trainer))
+    if datamodule.modality == "images":
+        model.to(device).eval()
+        results["n_samples"] = cfg.n_samples
+        fake = lambda: _generated(model, datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)
+        results.update(_image_scores(cfg, datamodule, fake, device))
+    return results
+
+
+def _starting_model_scores(cfg: DictConfig, start: str, run_cfg: DictConfig, datamodule, options, device, out: Path):
+    """The model a fine-tuned run started from (model.init_from), scored on the fine-tuned run's
+    test data exactly as the run is; computed once and read back from eval.json afterwards."""
+    source = _resolved_start(start)
+    key = {
+        "init_from": start,
+        # the file it resolved to and when that was written: a run's best.ckpt can change
+        "checkpoint": str(source.resolve()) if source else None,
+        "checkpoint_mtime": source.stat().st_mtime if source else None,
+        "scored_with": str(out.parent.resolve()),
+        **{k: cfg[k] for k in ("n_samples", "seed", "classifier_epochs", "inception", "inception_weights")},
+        **options,
+    }
+    if out.is_file():
+        try:
+            cached = json.loads(out.read_text()).get("before") or {}
+        except ValueError:
+            cached = {}
+        if cached and all(cached.get(k) == v for k, v in key.items()) and "note" not in cached:
+            log.info("The starting model %s: its scores from %s (computed once)", start, out)
+            return cached
+    log.info("Scoring the starting model %s on the same test data", start)
+    try:
+        if source is not None:  # a genkit run: its model as it was trained (its own config)
+            model, _, start_cfg = load_model(source, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
+        else:  # Hugging Face weights, in the fine-tuned run's network
+            start_cfg = run_cfg.copy()
+            with open_dict(start_cfg):
+                start_cfg.model.init_from = start
+                start_cfg.finetune = None
+            model = build_model(start_cfg, report=False).eval()
+        return {**key, **_scores(cfg, model, datamodule, start_cfg, options, device)}
+    except GenkitError as err:
+        return {**key, "note": f"the starting model is not scored: {err}"}
+
+
+def _resolved_start(start: str) -> Path | None:
+    try:
+        return starting_checkpoint(start)
+    except GenkitError:  # a run that is not on this machine: said in the note
+        return None
+
+
 def evaluate(cfg: DictConfig) -> dict:
     check_options("eval", cfg)
     t0 = time.perf_counter()
@@ -93,16 +153,11 @@ def evaluate(cfg: DictConfig) -> dict:
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         options = {k: v for k, v in cfg.items() if k not in EVAL_KEYS}
         check_family_options("eval", options, model.test_options, type(model).__name__)
-        results.update(model.configure_test(options, device))
-        trainer = evaluation_trainer(run_cfg, model)
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        results.update(scalar_metrics(trainer))
-        if datamodule.modality == "images":
-            model.to(device).eval()
-            results["n_samples"] = cfg.n_samples
-            fake = lambda: _generated(model, datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)
-            results.update(_image_scores(cfg, datamodule, fake, device))
+        results.update(_scores(cfg, model, datamodule, run_cfg, options, device))
         out = Path(cfg.out or run_dir_of(path) / "eval.json")
+        start = config_of(load_checkpoint(path), path).model.get("init_from")
+        if start:
+            results["before"] = _starting_model_scores(cfg, str(start), run_cfg, datamodule, options, device, out)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     write_report(results, out, "genkit eval")
     return results

@@ -42,6 +42,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_samples": whole_number(1),
     "batch_size": whole_number(1),
     "classifier_epochs": whole_number(1),
+    "merge": (lambda v: isinstance(v, bool), "true or false"),
     "real": (lambda v: isinstance(v, bool), "true or false"),
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "inception": (lambda v: v in (True, False, "auto"), "auto, true or false"),

@@ -22,5 +22,22 @@ def write_report(results: dict, out: Path, title: str) -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     table = Table(title=f"{title} -> {out}", show_header=False)
     for key, value in results.items():
-        table.add_row(key, _cell(value))
+        if key != "before":
+            table.add_row(key, _cell(value))
     Console().print(table)
+    if isinstance(results.get("before"), dict):
+        Console().print(before_after_table(results))
+
+
+def before_after_table(results: dict) -> Table:
+    """A fine-tuned model's scores beside those of the model it started from."""
+    before = results["before"]
+    table = Table(title=f"before (model.init_from={before.get('init_from')}) and after fine-tuning")
+    for column in ("metric", "before", "after"):
+        table.add_column(column)
+    for key, after in results.items():
+        if isinstance(after, int | float) and not isinstance(after, bool) and key in before and key != "seconds":
+            table.add_row(key, _cell(before[key]), _cell(after))
+    if "note" in before:
+        table.caption = before["note"]
+    return table

@@ -7,10 +7,13 @@ tensors whose names and shapes match and lists the others (e.g. the class embedd
 conditional model started from an unconditional one).
 """
 
+import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from genkit.errors import GenkitError
@@ -35,10 +38,52 @@ def starting_checkpoint(init_from) -> Path | None:
     return None
 
 
+@lru_cache
+def starting_config(path: Path) -> DictConfig:
+    """The run config stored in the starting checkpoint (read once per process)."""
+    from genkit.checkpoints import config_of, load_checkpoint
+
+    return config_of(load_checkpoint(path), path)
+
+
+def network_setting(path: Path, key: str):
+    """A size of the starting run's network (`model.net.<key>`): a GPT started from a genkit run
+    takes its shape from it, as one started from GPT-2 takes it from config.json."""
+    cfg = starting_config(path)
+    value = OmegaConf.select(cfg, f"model.net.{key}")
+    if value is None:
+        raise GenkitError(
+            f"model.init_from={path} is a run of {cfg.model._target_}, whose network has no {key}; a GPT starts "
+            f"from a GPT run (or Hugging Face GPT-2 weights)."
+        )
+    return value
+
+
+@lru_cache
+def starting_tokenizer(path: Path):
+    """The tokenizer a text run saved in its checkpoint: fine-tuning data is encoded with it, so
+    token ids mean what they meant to the starting model."""
+    from genkit.checkpoints import load_checkpoint
+    from genkit.data.tokenizers import tokenizer_from_json
+
+    state = load_checkpoint(path).get("TextDataModule") or {}
+    if "tokenizer" not in state:
+        raise GenkitError(
+            f"{path} carries no tokenizer (it is not a run on text), so text cannot be encoded as its model "
+            f"expects; start from a GPT run."
+        )
+    return tokenizer_from_json(json.loads(state["tokenizer"]))
+
+
 def load_starting_weights(model: nn.Module, path: Path, strict: bool = True) -> None:
     from genkit.checkpoints import load_checkpoint
 
-    source = load_checkpoint(path)["state_dict"]
+    source = model.adapt_starting_weights(load_checkpoint(path)["state_dict"])
+    if any("lora_" in k for k in source):
+        raise GenkitError(
+            f"model.init_from={path} holds LoRA adapters beside its weights. Fold them in first: genkit export "
+            f"ckpt={path} out=<file> merge=true, then start from model.init_from=<file>."
+        )
     target = model.state_dict()
     mismatched = [k for k in source if k in target and source[k].shape != target[k].shape]
     missing = [k for k in target if k not in source]

@@ -33,6 +33,15 @@ CASES = [
         ["model=diffusion", "model.conditional=true", "model.cond_drop=0"],
         ["model.cond_drop=0", "model.guidance=0"],
     ),
+    (["finetune.freeze=[nope.*]"], ["finetune.freeze: 'nope.*' matches no parameter", "generator.net"]),
+    (["finetune.freeze=generator.*"], ["finetune.freeze='generator.*' must be a list", "[generator.*]"]),
+    (["finetune.train_only=[nope]"], ["finetune.train_only: 'nope' matches no parameter"]),
+    (["finetune.freeze=[*]"], ["leave no parameter to train"]),
+    (["finetune.lora.r=-1"], ["finetune.lora.r=-1", "at least 1"]),
+    (["finetune.lora.r=2", "finetune.lora.alpha=0"], ["finetune.lora.alpha=0", "positive"]),
+    (["finetune.lora.r=2", "finetune.lora.dropout=1"], ["finetune.lora.dropout=1", "[0, 1)"]),
+    (["finetune.lora.r=2", "finetune.lora.targets=[nope]"], ["finetune.lora.targets: 'nope'", "Linear, Conv"]),
+    (["finetune.freeze=[generator.*]"], ["leave the generator of this GAN nothing to train"]),
 ]
 
 
@@ -128,6 +137,45 @@ def test_bad_eval_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, options
     out = cli_in_process("eval", f"ckpt={tiny_gan_checkpoint}", *options, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert all(word in " ".join(out.stderr.split()) for word in words)
+
+
+EXPORT_CASES = [
+    ([], ["genkit export needs out=<file>"]),
+    (["out=x.ckpt", "merge=maybe"], ["merge='maybe'", "true or false"]),
+    (["out=x.ckpt", "+mrege=true"], ["has no option 'mrege'"]),
+]
+
+
+@pytest.mark.parametrize("options,words", EXPORT_CASES, ids=[" ".join(c[0]) or "no out" for c in EXPORT_CASES])
+def test_bad_export_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, options, words):
+    out = cli_in_process("export", f"ckpt={tiny_gan_checkpoint}", *options, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert all(word in " ".join(out.stderr.split()) for word in words), out.stderr
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+TEXT_CASES = [
+    (["data.unknown_chars=xy"], ["data.unknown_chars='xy'", "error, drop, or one character"]),
+    (["data.lowercase=maybe"], ["data.lowercase='maybe'", "true or false"]),
+    (["model.init_from=@run", "model.net.n_layer=3"], ["does not fit this model", "net.blocks"]),
+    (["model.init_from=@image_run"], ["is a run of genkit.models.gan.GAN", "a GPT starts from a GPT run"]),
+    (["finetune.lora.r=2", "finetune.lora.targets=[net.wte]"], ["net.wte shares its weight with net.lm_head"]),
+]
+
+
+@pytest.mark.parametrize("options,words", TEXT_CASES, ids=[" ".join(c[0]) for c in TEXT_CASES])
+def test_bad_text_finetune_option_is_one_paragraph(tmp_path, tiny_gpt_checkpoint, tiny_gan_checkpoint, options, words):
+    from tests.helpers import tiny_text_run
+
+    run = tiny_text_run(tmp_path)
+    (tmp_path / "corpus.txt").write_text("Text with CAPITALS and % signs that the tiny run never saw\n" * 50)
+    where = {"@run": str(tiny_gpt_checkpoint), "@image_run": str(tiny_gan_checkpoint)}
+    options = [o.replace("@image_run", where["@image_run"]).replace("@run", where["@run"]) for o in options]
+    out = cli_in_process("train", *run, *options, cwd=tmp_path)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    for word in words:
+        assert word in message, (word, message)
 
 
 def test_word_corpus_whose_vocabulary_explodes_is_called_corrupt(tmp_path):

@@ -71,3 +71,35 @@ def test_fine_tune_a_few_steps(tmp_path, tiny_gpt2):
     pretrained = BPETokenizer.from_pretrained(folder)
     assert dm.tokenizer.vocab_size == pretrained.vocab_size == cfg.data.vocab_size
     assert dm.tokenizer.encode("hello world") == pretrained.encode("hello world")
+
+
+def test_lora_on_gpt2_as_the_readme_says(tmp_path, tiny_gpt2):
+    """README: `genkit train model=gpt model.init_from=gpt2 finetune.lora.r=8 data=text
+    data.path=<folder>`, on a tiny random GPT-2 folder instead of the hub's."""
+    import json
+
+    from tests.helpers import cli_in_process
+
+    folder, _ = tiny_gpt2
+    texts = tmp_path / "my_texts"
+    texts.mkdir()
+    for i in range(3):
+        (texts / f"part{i}.txt").write_text(TEXT)
+    run = tmp_path / "run"
+    args = [
+        "model=gpt", f"model.init_from={folder}", "finetune.lora.r=8", "data=text", f"data.path={texts}",
+        "data.block_size=32", "data.batch_size=4", f"data.cache_dir={tmp_path}/cache", "trainer.max_steps=3",
+        "trainer.accelerator=cpu", "trainer.precision=32-true", "model.warmup_steps=1", f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    out = cli_in_process("train", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    gpt2 = build_model(make_cfg(tmp_path / "ref", *[a for a in args if a.startswith(("model", "data"))]))
+    trained = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in gpt2.state_dict().items():
+        adapted = name.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+        assert torch.equal(trained.get(adapted, trained.get(name)), value), name
+    # eval scores GPT-2 as it was beside the adapted model
+    out = cli_in_process("eval", f"ckpt={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((run / "eval.json").read_text())
+    assert report["before"]["init_from"] == str(folder) and report["before"]["test/ppl"] > 1

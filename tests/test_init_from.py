@@ -98,12 +98,3 @@ def test_training_from_a_run_through_the_cli_records_where_it_started(tmp_path, 
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["genkit"]["config"]["model"]["init_from"] == str(source)
     assert ckpt["global_step"] == 4  # a new run: its own steps, not the source's
-
-
-def test_a_gpt_from_a_genkit_run_is_refused_in_one_paragraph(tmp_path, tiny_gpt_checkpoint):
-    from tests.helpers import tiny_text_run
-
-    out = cli_in_process("train", *tiny_text_run(tmp_path), f"model.init_from={tiny_gpt_checkpoint}", cwd=tmp_path)
-    message = " ".join(out.stderr.split())
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "is a genkit run" in message and "model.init_from=gpt2" in message

@@ -142,10 +142,18 @@ class TextDataModule(GenkitDataModule):
         on_device: str | bool = "auto",
         seed: int = 12345,
         token_unit: str | None = None,
+        lowercase: bool = False,
+        unknown_chars: str = "error",
     ):
         super().__init__()
         if tokenizer not in KINDS:
             raise GenkitError(f"data.tokenizer={tokenizer!r}: choose one of {', '.join(KINDS)}.")
+        if not isinstance(lowercase, bool):
+            raise GenkitError(f"data.lowercase={lowercase!r} must be true or false.")
+        if unknown_chars not in ("error", "drop") and len(str(unknown_chars)) != 1:
+            raise GenkitError(
+                f"data.unknown_chars={unknown_chars!r}: choose error, drop, or one character to put in their place."
+            )
         if (splits is None) == (fractions is None):
             raise GenkitError("A text data config needs exactly one of `splits` (a file per split) or `fractions`.")
         self.name, self.tokenizer_kind, self.vocab_size = name, tokenizer, vocab_size
@@ -161,7 +169,9 @@ class TextDataModule(GenkitDataModule):
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.max_device_batch, self.on_device, self.seed = max_device_batch, on_device, seed
         self.token_unit = token_unit or tokenizer
+        self.lowercase, self.unknown_chars = bool(lowercase), str(unknown_chars)
         self.tokenizer = None
+        self.tokenizer_from_checkpoint = False
         self.ids: dict[str, np.ndarray] = {}
 
     # ---- preparation: read, tokenise, cache -------------------------------------------------
@@ -185,8 +195,47 @@ class TextDataModule(GenkitDataModule):
             start = end
         return texts
 
-    def _pretrained_folder(self) -> Path | None:
-        return pretrained_dir(self.pretrained_tokenizer) if self.pretrained_tokenizer else None
+    def _given_tokenizer(self):
+        """The tokenizer this data must be encoded with, if not fitted to it: a checkpoint's own
+        (set by load_state_dict), a starting genkit run's, or a Hugging Face checkpoint's."""
+        if self.tokenizer is not None and self.tokenizer_from_checkpoint:
+            return self.tokenizer
+        if not self.pretrained_tokenizer:
+            return None
+        from genkit.starting_weights import starting_checkpoint, starting_tokenizer
+
+        source = starting_checkpoint(self.pretrained_tokenizer)
+        if source is not None:
+            self.source_tokenizer = source
+            return starting_tokenizer(source)
+        return BPETokenizer.from_pretrained(pretrained_dir(self.pretrained_tokenizer))
+
+    def _encodable(self, text: str, tokenizer, split: str) -> str:
+        """The text as a character tokenizer can encode it: characters outside its vocabulary
+        dropped or replaced if data.unknown_chars asks, else a clear error."""
+        if tokenizer.kind != "char":
+            return text
+        unknown = sorted(set(text) - tokenizer.stoi.keys())
+        if not unknown:
+            return text
+        if self.unknown_chars == "error":
+            source = getattr(self, "source_tokenizer", None)
+            whose = f"the vocabulary of the starting run {source}" if source else "the vocabulary of its run"
+            count = sum(text.count(c) for c in unknown)
+            hint = " data.lowercase=true maps capitals to small letters;" if any(c.isupper() for c in unknown) else ""
+            raise GenkitError(
+                f"The {split} text of {self.name} cannot be encoded with {whose}: {len(unknown)} of its characters "
+                f"({count} occurrences) are not in it: {''.join(unknown)!r}.{hint} data.unknown_chars=drop leaves "
+                f"them out, and data.unknown_chars='<c>' puts the character <c> (one of the vocabulary) in their place."
+            )
+        if self.unknown_chars == "drop":
+            return text.translate({ord(c): None for c in unknown})
+        if self.unknown_chars not in tokenizer.stoi:
+            raise GenkitError(
+                f"data.unknown_chars={self.unknown_chars!r} is not in the vocabulary either; pick one of "
+                f"{''.join(tokenizer.itos)!r}, or drop."
+            )
+        return text.translate({ord(c): self.unknown_chars for c in unknown})
 
     def cache_dir(self) -> Path:
         """The cache folder for this data, named by the checksum of its sources and settings."""
@@ -198,9 +247,11 @@ class TextDataModule(GenkitDataModule):
             "fractions": self.fractions,
             "sources": [sha256_of(p) for p in self._sources()],
         }
-        pretrained = self._pretrained_folder()
-        if pretrained is not None:
-            key["pretrained"] = [sha256_of(p) for p in sorted(pretrained.glob("*")) if p.suffix in (".json", ".txt")]
+        if self.lowercase or self.unknown_chars != "error":
+            key.update(lowercase=self.lowercase, unknown_chars=self.unknown_chars)
+        given = self._given_tokenizer()
+        if given is not None:
+            key["tokenizer_json"] = hashlib.sha256(json.dumps(given.to_json()).encode()).hexdigest()
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache_root / f"{self.name}-{digest}"
 
@@ -214,11 +265,12 @@ class TextDataModule(GenkitDataModule):
                 f"The training text of {self.name} is empty ({self.path or self.folder}); give data.path a file or "
                 f"folder with text in it."
             )
-        pretrained = self._pretrained_folder()
-        if pretrained is not None:
-            tokenizer = BPETokenizer.from_pretrained(pretrained)
-        else:
+        if self.lowercase:
+            texts = {split: text.lower() for split, text in texts.items()}
+        tokenizer = self._given_tokenizer()
+        if tokenizer is None:
             tokenizer = KINDS[self.tokenizer_kind].fit(texts["train"], self.vocab_size)
+        texts = {split: self._encodable(text, tokenizer, split) for split, text in texts.items()}
         excess = tokenizer.vocab_size - self.vocab_size
         if self.tokenizer_kind == "word" and excess > 1000 and tokenizer.vocab_size > 1.5 * self.vocab_size:
             raise GenkitError(
@@ -293,6 +345,7 @@ class TextDataModule(GenkitDataModule):
     def load_state_dict(self, state: dict) -> None:
         if "tokenizer" in state:
             self.tokenizer = tokenizer_from_json(json.loads(state["tokenizer"]))
+            self.tokenizer_from_checkpoint = True
 
     def save_artifacts(self, run_dir: Path) -> None:
         if self.tokenizer is not None:
@@ -320,7 +373,8 @@ class TextDataModule(GenkitDataModule):
         """The boundary token followed by the prompt's ids: what generation starts from."""
         if self.tokenizer is None:
             self.setup()
-        return [self.tokenizer.bos_id, *self.tokenizer.encode_prompt(prompt)]
+        prompt = prompt.lower() if self.lowercase else prompt
+        return [self.tokenizer.bos_id, *self.tokenizer.encode_prompt(self._encodable(prompt, self.tokenizer, "prompt"))]
 
     def decode_batch(self, ids: torch.Tensor) -> list[str]:
         """Decode generated rows, dropping the leading boundary token."""

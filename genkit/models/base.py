@@ -59,6 +59,13 @@ class GenerativeModel(L.LightningModule):
     #: generates by class (set from the config's `conditional`), and how many classes
     conditional: bool = False
     num_classes: int = 0
+    #: fine-tuning with LoRA (genkit.finetune): the layers that get adapters unless
+    #: finetune.lora.targets names others (globs of module names), and parameters that still
+    #: train in full beside the adapters
+    lora_targets: ClassVar[tuple[str, ...]] = ()
+    lora_trains_fully: ClassVar[tuple[str, ...]] = ()
+    #: networks that each need something to train (a GAN's two players step in turn)
+    must_train: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define sample(n, *, generator=None, **options)")
@@ -83,6 +90,23 @@ class GenerativeModel(L.LightningModule):
         """torch.compile every network in place (state_dict keys do not change)."""
         for network in self.networks().values():
             network.compile()
+
+    def train(self, mode: bool = True):
+        """As nn.Module.train, but batch norms that fine-tuning froze keep their running statistics
+        (genkit.finetune sets frozen_norms): a frozen layer computes exactly what it did."""
+        super().train(mode)
+        if mode:
+            for norm in getattr(self, "frozen_norms", ()):
+                norm.eval()
+        return self
+
+    def adapt_starting_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A starting run's weights (model.init_from), made to fit this model where the family
+        knows how (a GPT with a shorter context keeps the first positions)."""
+        return state
+
+    def adapters_added(self) -> None:
+        """Called once LoRA adapters are in place (a copy of a network, e.g. an EMA, follows)."""
 
     def configure_test(self, options: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
         """Apply `genkit eval` options before the test loop; returns the ones used (for eval.json)."""

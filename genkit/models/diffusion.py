@@ -156,6 +156,8 @@ def guided(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, *, labels: torch.
 class Diffusion(GenerativeModel):
     sample_options = ("steps", "sampler", "eta", "guidance")
     test_options = ("guidance",)
+    # the U-Net's convolutions and attention projections; the EMA copy follows (adapters_added)
+    lora_targets = ("process.net.*.conv1", "process.net.*.conv2", "process.net.*.qkv", "process.net.*.proj")
 
     def __init__(
         self,
@@ -192,6 +194,16 @@ class Diffusion(GenerativeModel):
         self.eval_seed = eval_seed
         self.conditional, self.cond_drop, self.guidance = conditional, cond_drop, guidance
         self.num_classes = class_count(conditional, denoiser=net)
+
+    def adapters_added(self) -> None:
+        """The EMA network becomes a copy of the adapted one, keeping its own averaged base weights
+        (x.weight is now x.base_layer.weight) and starting its adapters where the live ones start."""
+        averaged = self.ema_net.state_dict()
+        self.ema_net = copy.deepcopy(self.process.net).requires_grad_(False)
+        with torch.no_grad():
+            for name, tensor in self.ema_net.state_dict().items():
+                if "lora_" not in name:
+                    tensor.copy_(averaged[name.replace(".base_layer.", ".")])
 
     def configure_test(self, options, device) -> dict:
         """`guidance` (default: the model's) for the images that eval generates."""
@@ -231,8 +243,13 @@ class Diffusion(GenerativeModel):
         # EMA with a warm-up, so early samples are not dominated by the random initialisation
         step = self.global_step
         decay = min(self.ema_decay, (1 + step) / (10 + step))
-        ema, live = list(self.ema_net.parameters()), list(self.process.net.parameters())
-        torch._foreach_lerp_(ema, live, 1 - decay)
+        # only what trains: a frozen weight keeps its averaged value (fine-tuning, genkit.finetune)
+        pairs = [
+            (e, p)
+            for e, p in zip(self.ema_net.parameters(), self.process.net.parameters(), strict=True)
+            if p.requires_grad
+        ]
+        torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - decay)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         # fixed timesteps and noise per batch: val/loss is comparable across validations

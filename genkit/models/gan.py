@@ -38,6 +38,10 @@ def _no_closure() -> None:
 
 
 class GAN(GenerativeModel):
+    # adapters on the generator; the discriminator keeps training in full to judge its new images
+    lora_targets = ("generator.*",)
+    lora_trains_fully = ("discriminator.*",)
+    must_train = ("generator", "discriminator")
     # each backward pass reaches only one network: under DDP the other's gradients never arrive
     ddp_find_unused_parameters = True
     # no validation loss of a GAN measures its samples; ValidationFID's val/fid_clf does

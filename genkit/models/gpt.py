@@ -18,6 +18,8 @@ from genkit.models.optim import build_optimizer
 class GPT(GenerativeModel):
     modality = "text"
     sample_options = ("max_new_tokens", "temperature", "top_k", "top_p", "use_cache")
+    # the attention and MLP projections of every block (LoRA's usual choice for GPT-2)
+    lora_targets = ("net.blocks.*.attn.qkv", "net.blocks.*.attn.proj", "net.blocks.*.mlp.fc", "net.blocks.*.mlp.proj")
 
     def __init__(
         self,
@@ -40,6 +42,13 @@ class GPT(GenerativeModel):
         self.token_unit = token_unit
         # token-weighted means, so perplexity is per token however the batches fall
         self.val_nll, self.test_nll = MeanMetric(), MeanMetric()
+
+    def adapt_starting_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A run with a longer context starts this one with its first block_size positions."""
+        key, positions = "net.wpe.weight", self.net.block_size
+        if key in state and state[key].shape[0] > positions:
+            state = {**state, key: state[key][:positions]}
+        return state
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.net(idx)[0]

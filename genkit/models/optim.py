@@ -9,7 +9,7 @@ import torch
 def build_optimizer(optimizer: Callable, params: Iterable) -> torch.optim.Optimizer:
     """optimizer(params=params), fused on CUDA where the optimizer supports it (Adam, AdamW):
     one kernel for all parameters instead of several per tensor."""
-    params = list(params)
+    params = [g for g in params if not isinstance(g, dict) or g["params"]]  # fine-tuning may empty a group
     first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
     kwargs = {}
     target = getattr(optimizer, "func", optimizer)

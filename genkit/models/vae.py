@@ -58,6 +58,7 @@ def nll_samples(requested: int | str | None, model_default: int, device: str) ->
 
 class VAE(GenerativeModel):
     sample_options = ("mode", "steps")
+    lora_targets = ("encoder.*", "decoder.*")
     test_options = ("nll_samples",)
     # val/loss is the negative ELBO of the validation images, a bound on their NLL
     checkpoint_metric = ("val/loss", "min")

@@ -76,15 +76,15 @@ GPT2_SIZES = {
 
 
 def pretrained_size(name_or_path: str | None, key: str, default):
-    """A size of the checkpoint named by `model.init_from`, or `default` when there is none."""
+    """A size of the checkpoint named by `model.init_from` (a Hugging Face GPT-2 or a genkit
+    run), or `default` when there is none."""
     if not name_or_path:
         return default
-    from genkit.starting_weights import starting_checkpoint
+    from genkit.starting_weights import network_setting, starting_checkpoint
 
-    if starting_checkpoint(name_or_path) is not None:
-        raise GenkitError(
-            f"model.init_from={name_or_path} is a genkit run: starting a GPT from a genkit run (its sizes and its "
-            f"tokenizer carried over) is not supported yet. Start from Hugging Face GPT-2 (model.init_from=gpt2 "
-            f"or a folder of its files), or train from scratch."
-        )
+    source = starting_checkpoint(name_or_path)
+    if source is not None:
+        return network_setting(source, key)
+    if key == "bias":  # every GPT-2 layer has biases
+        return True
     return pretrained_config(str(name_or_path))[GPT2_SIZES.get(key, key)]
