@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("genkit.export:export", "write a run's weights as one checkpoint (merge=true: LoRA folded in)"),
     "bench": ("genkit.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
 }
+# commands that read run directories and take plain arguments (no Hydra config)
+PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "runs": ("genkit.runs:list_runs", "list the runs under ./outputs: status, steps, best metric (--json)"),
+    "plot": ("genkit.runs:plot_command", "several runs on one chart: genkit plot <runs or sweep> metric=val/loss"),
+}
 
 USAGE = """usage: genkit <command> [key=value ...] [-m] [--cfg job] [--help]
 
@@ -202,7 +207,7 @@ def main() -> None:
     quiet_libraries()
 
     args = sys.argv[1:]
-    listing = "\n".join(f"  {name:<8} {desc}" for name, (_, desc) in COMMANDS.items())
+    listing = "\n".join(f"  {name:<8} {desc}" for name, (_, desc) in {**COMMANDS, **PLAIN_COMMANDS}.items())
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE.format(commands=listing))
         return
@@ -212,8 +217,19 @@ def main() -> None:
         print(f"genkit {__version__}")
         return
     command = args[0]
+    if command in PLAIN_COMMANDS:
+        module, _, name = PLAIN_COMMANDS[command][0].partition(":")
+        if any(a in ("-h", "--help") for a in args[1:]):
+            print(importlib.import_module(module).__dict__[f"{command.upper()}_USAGE"])
+            return
+        try:
+            getattr(importlib.import_module(module), name)(args[1:])
+        except GenkitError as err:
+            fail(str(err), err.exit_code)
+        return
     if command not in COMMANDS:
-        fail(f"unknown command {command!r}. Commands: {', '.join(COMMANDS)}. See `genkit --help`.")
+        names = ", ".join({**COMMANDS, **PLAIN_COMMANDS})
+        fail(f"unknown command {command!r}. Commands: {names}. See `genkit --help`.")
     # a typo is answered before torch and Lightning are imported (seconds on a busy machine)
     check_group_choices(command, args[1:])
     check_run_dir_writable(command, args[1:])

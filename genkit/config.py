@@ -25,6 +25,14 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
+def _by_device(accelerator: str, on_gpu, on_cpu):
+    """`${by_device:${trainer.accelerator},<GPU value>,<CPU value>}`: a default that depends on
+    where the run trains (accelerator auto: a GPU when one is there)."""
+    from genkit.runtime import uses_cuda  # imports torch: only when a config asks
+
+    return on_gpu if uses_cuda(accelerator) else on_cpu
+
+
 def _family(target: str) -> str:
     """`genkit.models.gan.GAN` -> `gan`: the model family in run names (resolvable in sweeps too,
     where Hydra's own ${hydra:runtime.choices...} is not yet set)."""
@@ -65,6 +73,7 @@ def register_resolvers() -> None:
         "family": _family,
         "conditional_classes": _conditional_classes,
         "required": _required,
+        "by_device": _by_device,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

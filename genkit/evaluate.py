@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from genkit.build import build_datamodule, build_model, evaluation_trainer, scalar_metrics
+from genkit.callbacks.progress import tracked
 from genkit.checkpoints import config_of, load_checkpoint, load_model, resolve_checkpoint, run_dir_of
 from genkit.data.images import ImageDataModule
 from genkit.errors import GenkitError
@@ -47,7 +48,8 @@ def _generated(
     inputs = sample_inputs(model, datamodule, n, {})
     if "labels" in inputs:  # exactly n, the classes in turn (labels=all rounds up to whole grid rows)
         inputs["labels"] = balanced_labels(n, datamodule.num_classes)
-    for start in range(0, n, batch_size):
+    starts = range(0, n, batch_size)
+    for start in tracked(starts, len(starts), f"generating and scoring {n} images: batch"):
         batch = {name: value[start : start + batch_size] for name, value in inputs.items()}
         images, _ = sample_from(model, datamodule, min(batch_size, n - start), generator, {}, batch)
         yield images.float(), batch.get("labels")

@@ -3,6 +3,7 @@
 import logging
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +15,8 @@ from genkit.build import build, scalar_metrics
 from genkit.checkpoints import LAST, resolve_checkpoint
 from genkit.config import user_config_args
 from genkit.errors import GenkitError, Interrupted
+from genkit.plots import plot_curves
+from genkit.run_status import STATUS_FILE, write_status
 
 log = logging.getLogger("genkit")
 
@@ -71,8 +74,48 @@ def resume_path(cfg: DictConfig) -> Path | None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train (and optionally test) the configured model; returns the logged metrics as floats."""
+    """Train (and optionally test) the configured model; returns the logged metrics as floats.
+
+    The run directory records how the run is doing and how it ended (status.json, for `genkit
+    runs`), and ends with curves.png however training stopped."""
     parts = build(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    metric, mode = parts.model.checkpoint_metric or (None, None)
+    main = parts.trainer.is_global_zero
+    if main:
+        family = type(parts.model).__name__
+        write_status(run_dir, "running", run_name=cfg.get("run_name"), family=family, data=cfg.data.get("name"),
+                     monitor=metric, mode=mode)  # fmt: skip
+    status, reason = "failed", None
+    try:
+        metrics = _fit(cfg, parts)
+        status = "finished"
+        return metrics
+    except Interrupted as err:
+        status, reason = "stopped", str(err).split(";")[0]
+        raise
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}" if str(err) else type(err).__name__
+        raise
+    finally:
+        if main:
+            write_status(run_dir, status, ended=time.time(), reason=reason, step=parts.trainer.global_step)
+            curves = _curves(run_dir, metric)
+            grids = sorted((run_dir / "samples").glob("step_*"))
+            if status == "finished" and (curves or grids):
+                shown = [str(p) for p in (grids[-1:] + ([curves] if curves else []))]
+                log.info("To look at: %s", "  ".join(shown))
+
+
+def _curves(run_dir: Path, metric: str | None) -> Path | None:
+    try:
+        return plot_curves(run_dir, metric)
+    except Exception as err:  # a chart must never cost a run its ending
+        log.warning("curves.png was not drawn (%s: %s)", type(err).__name__, err)
+        return None
+
+
+def _fit(cfg: DictConfig, parts) -> dict[str, float]:
     trainer = parts.trainer
     ckpt = resume_path(cfg)
     if ckpt is not None:
@@ -107,7 +150,7 @@ def _remove_if_empty(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
     files = [p for p in run_dir.rglob("*") if p.is_file()]
-    if all(p.name == "genkit.log" or ".hydra" in p.relative_to(run_dir).parts for p in files):
+    if all(p.name in ("genkit.log", STATUS_FILE) or ".hydra" in p.relative_to(run_dir).parts for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -180,7 +180,9 @@ def test_lora_trains_only_adapters_and_export_merges_them(tmp_path, tiny_data_ro
         torch.testing.assert_close(merged(x), adapted(x), rtol=1e-4, atol=1e-5)
     else:
         g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-        torch.testing.assert_close(merged.sample(4, generator=g()), adapted.sample(4, generator=g()), atol=1e-4,
+        # a diffusion sample chains its denoising steps, each adding the merge's rounding: 1e-3 on [-1, 1]
+        # images is still far below one grey level (2/255), and a wrong merge moves pixels by tenths
+        torch.testing.assert_close(merged.sample(4, generator=g()), adapted.sample(4, generator=g()), atol=1e-3,
                                    rtol=1e-4)  # fmt: skip
     sampled = cli_in_process("sample", f"ckpt={tmp_path / 'merged.ckpt'}", "n=2", f"out={tmp_path / 's'}",
                              f"data_root={tiny_data_root}", *(["max_new_tokens=4"] if family == "gpt" else []),

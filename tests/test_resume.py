@@ -1,6 +1,7 @@
 """Resuming runs and surviving faults: normal stops, kill -9, SIGTERM, SIGUSR1, NaN, corrupt files."""
 
 import csv
+import json
 import shlex
 import signal
 import subprocess
@@ -134,6 +135,10 @@ def test_signals_save_and_print_a_resume_command_that_works(tmp_path, tiny_data_
     if signum == signal.SIGUSR1:
         return
     assert "Traceback" not in log
+    # genkit runs: stopped by the signal, with its curves drawn
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "stopped" and signum.name in status["reason"], status
+    assert (run / "curves.png").is_file()
     (command,) = [line.split("To resume, run: ", 1)[1] for line in log.splitlines() if "To resume, run: " in line]
     args = shlex.split(command)
     assert args[:2] == ["genkit", "train"] and f"hydra.run.dir={run}" in args
@@ -180,6 +185,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     )
     assert out.returncode == 2
     assert "became nan at step 8" in out.stderr.replace("\n", " ") and "Traceback" not in out.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "became nan" in status["reason"], status
     good = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert good["global_step"] == 5
     assert all(torch.isfinite(t).all() for t in good["state_dict"].values())

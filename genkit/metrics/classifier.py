@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from filelock import FileLock, Timeout
 from torch import nn
 from torch.utils.data import DataLoader
 
+from genkit.callbacks.progress import tracked
 from genkit.data.batching import keep_batch
 from genkit.data.download import default_data_root, sha256_of
 from genkit.data.images import ImageDataModule
@@ -97,14 +99,16 @@ def train_classifier(datamodule: ImageDataModule, epochs: int, device) -> tuple[
     loader = DataLoader(datamodule.train_set, batch_size=128, shuffle=True, collate_fn=keep_batch)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * len(loader))
-    for epoch in range(epochs):
+    batches = ((epoch, x, y) for epoch in range(epochs) for x, y in loader)
+    for epoch, x, y in tracked(batches, epochs * len(loader), f"{datamodule.name} classifier: batch"):
         model.train()
-        for x, y in loader:
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if sched.last_epoch % len(loader):
+            continue
         log.info(
             "classifier epoch %d/%d: val accuracy %.4f",
             epoch + 1,
@@ -121,6 +125,21 @@ def domain_classifier(
     its record: test accuracy, path, and whether it was trained just now."""
     path = cache_path(datamodule, epochs, cache_dir)
     datamodule.setup()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one process trains it; another eval started meanwhile waits for it instead of training it too
+    lock = FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("Waiting for another genkit eval, which trains the %s classifier (%s.lock)", datamodule.name, path)
+        lock.acquire()
+    try:
+        return _cached_or_trained(datamodule, epochs, device, path)
+    finally:
+        lock.release()
+
+
+def _cached_or_trained(datamodule: ImageDataModule, epochs: int, device, path: Path) -> tuple[DomainClassifier, dict]:
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = DomainClassifier(datamodule.channels, datamodule.num_classes, datamodule.image_size)
@@ -129,7 +148,6 @@ def domain_classifier(
     log.info("Training the %s domain classifier (once; cached in %s)", datamodule.name, path)
     model, test_accuracy = train_classifier(datamodule, epochs, device)
     record = {"test_accuracy": test_accuracy, "epochs": epochs, "version": CLASSIFIER_VERSION}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"state_dict": model.cpu().state_dict(), "record": record}, tmp)
     os.replace(tmp, path)

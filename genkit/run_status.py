@@ -1,0 +1,50 @@
+"""<run_dir>/status.json: what a run is doing or how it ended, for `genkit runs`.
+
+train() writes it when it starts (running, with its process and host), and again when it ends:
+finished, stopped (by a signal, after saving), or failed (with the first line of the error, e.g.
+a NaN loss). A run still marked running whose process is gone was killed without a chance to say
+so (SIGKILL, power loss): `genkit runs` calls it dead.
+"""
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+
+
+def write_status(run_dir: Path, status: str, **fields) -> None:
+    path = Path(run_dir) / STATUS_FILE
+    record = read_status(run_dir) or {}
+    record.update(fields, status=status, updated=time.time())
+    if status == "running":
+        record.update(pid=os.getpid(), host=socket.gethostname(), started=record.get("started") or time.time())
+        record.pop("reason", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def current_status(record: dict | None) -> str:
+    """The status to show: a running record whose process no longer exists on this host is dead."""
+    if not record:
+        return "unknown"
+    status = record.get("status", "unknown")
+    if status == "running" and record.get("host") == socket.gethostname():
+        try:
+            os.kill(int(record["pid"]), 0)
+        except ProcessLookupError:
+            return "dead"
+        except (PermissionError, KeyError, ValueError, TypeError):
+            pass
+    return status
