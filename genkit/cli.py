@@ -165,10 +165,17 @@ def check_run_dir_writable(command: str, args: list[str]) -> None:
 
 
 def _genkit_cause(err: BaseException | None) -> GenkitError | None:
-    """The GenkitError behind err, also when a library wrapped it (e.g. a config resolver's)."""
+    """The GenkitError behind err, also when a library wrapped it (e.g. a config resolver's); a
+    config value the user must give (`???`, e.g. data.path) becomes one too."""
+    from omegaconf.errors import MissingMandatoryValue
+
     while err is not None:
         if isinstance(err, GenkitError):
             return err
+        if isinstance(err, MissingMandatoryValue):
+            key = getattr(err, "full_key", None) or "a config value"
+            return GenkitError(f"{key} has no value and this command needs one: pass {key}=<value> (see the "
+                               f"comments of its config, `genkit train --cfg job` prints it).")  # fmt: skip
         err = err.__cause__ or err.__context__
     return None
 

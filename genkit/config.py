@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 # genkit/configs links to the top-level configs/ folder and ships inside the package
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -81,3 +81,22 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
+    """A config composed as the CLI composes it, outside a Hydra app (scripts, tests, notebooks),
+    with its run directory at run_dir/outputs/run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)  # for ${hydra:...} interpolations
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(run_dir / "outputs")
+        cfg.paths.output_dir = str(run_dir / "outputs" / "run")
+        del cfg["hydra"]
+    return cfg

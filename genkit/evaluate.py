@@ -22,7 +22,7 @@ from genkit.callbacks.progress import tracked
 from genkit.checkpoints import config_of, load_checkpoint, load_model, resolve_checkpoint, run_dir_of
 from genkit.data.images import ImageDataModule
 from genkit.errors import GenkitError
-from genkit.metrics.classifier import domain_classifier
+from genkit.metrics.classifier import CLASSIFIER_VERSION, domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
 from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
 from genkit.options import check_family_options, check_options
@@ -56,14 +56,26 @@ def _generated(
 
 
 def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: torch.device) -> dict:
-    classifier, record = domain_classifier(datamodule, device=device, epochs=cfg.classifier_epochs)
-    scores = {"classifier": {k: record[k] for k in ("test_accuracy", "path")}}
-    scores.update(
-        classifier_scores(
-            classifier, datamodule.test_images(), fake(), device, getattr(datamodule, "class_names", None)
+    """fid_clf / is_clf (/ class_acc) on the data set's domain classifier when it has class labels,
+    and the Inception FID on GPUs (inception=auto), when asked, or when it is the only FID there is
+    (unlabelled images: a classifier needs at least two classes to learn features)."""
+    labelled = datamodule.num_classes >= 2
+    scores: dict = {}
+    if labelled:
+        classifier, record = domain_classifier(datamodule, device=device, epochs=cfg.classifier_epochs)
+        scores["classifier"] = {k: record.get(k) for k in ("test_accuracy", "epochs", "version", "path")}
+        scores.update(
+            classifier_scores(
+                classifier, datamodule.test_images(), fake(), device, getattr(datamodule, "class_names", None)
+            )
         )
-    )
-    if cfg.inception == "auto" and device.type == "cpu":
+    else:
+        scores.update(fid_clf=None, is_clf=None)
+        scores["fid_clf_note"] = (
+            f"{datamodule.name} has no class labels, so genkit has no domain classifier to score it with "
+            f"(put the images in one sub-folder per class to get fid_clf, is_clf and class_acc)"
+        )
+    if cfg.inception == "auto" and device.type == "cpu" and labelled:
         scores["inception_fid"] = None
         scores["inception_fid_note"] = "skipped on CPU (Inception-v3 on 299x299 images is slow); set inception=true"
     elif cfg.inception in (True, "auto"):
@@ -77,6 +89,13 @@ def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: to
                 f"unavailable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); put torch-fidelity's "
                 f"pt_inception-2015-12-05 weights on disk and pass inception_weights=<file>"
             )
+            if not labelled:  # nothing else scores the images: say it in so many words
+                scores["inception_fid_note"] = (
+                    "no FID can be computed: the Inception FID is " + scores["inception_fid_note"]
+                )
+    elif not labelled:
+        scores["inception_fid"] = None
+        scores["inception_fid_note"] = "no FID can be computed: inception=false, and the data has no labels"
     return scores
 
 
@@ -105,6 +124,7 @@ def _starting_model_scores(cfg: DictConfig, start: str, run_cfg: DictConfig, dat
         "checkpoint_mtime": source.stat().st_mtime if source else None,
         "scored_with": str(out.parent.resolve()),
         **{k: cfg[k] for k in ("n_samples", "seed", "classifier_epochs", "inception", "inception_weights")},
+        "classifier_version": CLASSIFIER_VERSION,  # another classifier scores differently
         **options,
     }
     if out.is_file():

@@ -181,7 +181,12 @@ def plot_runs(runs: Sequence[Path], metric: str, out: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
+    except OSError as err:
+        raise GenkitError(f"Could not write the chart to {out} ({err.strerror or err}). Pass out=<file> in a "
+                          f"folder you can write to.") from None  # fmt: skip
+    finally:
+        plt.close(fig)
     return out

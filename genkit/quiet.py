@@ -29,3 +29,8 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
     # Lightning's own use of a torch API that torch deprecated
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # the GAN (manual optimization) is checkpointed after both networks stepped: the state that a
+    # resume at the next step needs, which is what Lightning's warning asks the user to check
+    warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
+    # Hugging Face datasets draws a bar per split it prepares; genkit logs what it tokenised
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

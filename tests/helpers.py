@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from genkit.config import CONFIG_DIR
+from genkit.config import compose_config
 from genkit.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,15 +25,7 @@ def needs_shared(folder: str):
 
 def make_cfg(tmp_path: Path, *overrides: str, config_name: str = "train") -> DictConfig:
     """Compose a config as the CLI would, with the run directory inside tmp_path."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    HydraConfig().set_config(cfg)  # for ${hydra:...} interpolations
-    with open_dict(cfg):
-        cfg.paths.log_dir = str(tmp_path / "outputs")
-        cfg.paths.output_dir = str(tmp_path / "outputs" / "run")
-        del cfg["hydra"]
-    return cfg
+    return compose_config(config_name, list(overrides), tmp_path)
 
 
 def write_tiny_image_set(folder: Path, n_train: int = 96, n_test: int = 32, seed: int = 0) -> Path:

@@ -103,7 +103,7 @@ def test_eval_reports_progress_and_two_evals_train_the_classifier_once(tmp_path,
         "from genkit.build import build_datamodule\n"
         "from pathlib import Path\n"
         f"cfg = make_cfg(Path(sys.argv[1]), 'data.root={tiny_data_root}', *TINY_IMAGE_RUN)\n"
-        f"_, record = domain_classifier(build_datamodule(cfg), epochs=1, cache_dir=Path('{tmp_path / 'cache'}'))\n"
+        f"_, record = domain_classifier(build_datamodule(cfg), epochs=3, cache_dir=Path('{tmp_path / 'cache'}'))\n"
         "print('TRAINED_NOW', record['trained_now'])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -11,7 +11,9 @@ from genkit.models.base import balanced_labels, sample_from
 
 
 class ValidationFID(L.Callback):
-    def __init__(self, n_samples: int = 1000, batch_size: int = 250, classifier_epochs: int = 4, seed: int = 0):
+    def __init__(
+        self, n_samples: int = 1000, batch_size: int = 250, classifier_epochs: int | None = None, seed: int = 0
+    ):
         self.n_samples, self.batch_size = n_samples, batch_size
         self.classifier_epochs, self.seed = classifier_epochs, seed
         self.classifier = None

@@ -136,6 +136,10 @@ def tracked(items, total: int, what: str, lines: int = 10):
     t0, every = time.perf_counter(), max(1, total // lines)
     for i, item in enumerate(items, 1):
         yield item
-        if i == 1 or i % every == 0 or i == total:
-            elapsed = time.perf_counter() - t0
-            log.info("%s %d/%d  %s, ETA %s", what, i, total, _duration(elapsed), _duration(elapsed / i * (total - i)))
+        elapsed = time.perf_counter() - t0
+        if i == 1:  # the first item carries the warm-up: the ETA is timed from the second on
+            log.info("%s 1/%d  %s", what, total, _duration(elapsed))
+            t1 = elapsed
+        elif i % every == 0 or i == total:
+            eta = (elapsed - t1) / (i - 1) * (total - i)
+            log.info("%s %d/%d  %s, ETA %s", what, i, total, _duration(elapsed), _duration(eta))

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from genkit.errors import GenkitError
 from genkit.models.base import sample_from
 
 log = logging.getLogger("genkit")
@@ -29,6 +30,12 @@ class SampleWriter(L.Callback):
         options: dict | None = None,
         first_at_step: int | None = None,
     ):
+        if first_at_step is not None and (not isinstance(first_at_step, int) or isinstance(first_at_step, bool)
+                                          or first_at_step < 1):  # fmt: skip
+            raise GenkitError(
+                f"callbacks.samples.first_at_step={first_at_step!r} must be a whole number of at least 1 (the step "
+                f"of the first sample grid, before the first validation), or null (no early grid)."
+            )
         self.dirpath = Path(dirpath)
         self.n, self.n_text, self.seed = n, n_text, seed
         # an early look, before the first validation (which may be an epoch away)

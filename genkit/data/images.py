@@ -105,6 +105,7 @@ class ImageDataModule(GenkitDataModule):
         image_size: int = 28,
         num_classes: int = 10,
         class_names: Sequence[str] | None = None,
+        classifier_epochs: int = 4,
     ):
         super().__init__()
         if format not in READERS:
@@ -127,6 +128,8 @@ class ImageDataModule(GenkitDataModule):
                 f"data.class_names has {len(self.class_names)} names but data.num_classes is {num_classes}; "
                 f"give one name per class."
             )
+        # passes of genkit eval's domain classifier over the training split (genkit.metrics.classifier)
+        self.classifier_epochs = classifier_epochs
         self.train_set = self.val_set = self.test_set = None
 
     def prepare_data(self) -> None:

@@ -14,42 +14,41 @@ import torch
 import torch.nn.functional as F
 from filelock import FileLock, Timeout
 from torch import nn
-from torch.utils.data import DataLoader
 
 from genkit.callbacks.progress import tracked
-from genkit.data.batching import keep_batch
 from genkit.data.download import default_data_root, sha256_of
 from genkit.data.images import ImageDataModule
 
 log = logging.getLogger("genkit")
 
-# bump when the architecture or the training recipe changes
-CLASSIFIER_VERSION = 1
+# bump when the architecture or the training recipe changes (version 1: a VGG-style CNN trained
+# for 4 epochs, about 4 minutes on 2 CPU cores; its fid_clf values differ from version 2's)
+CLASSIFIER_VERSION = 2
 
 
 class DomainClassifier(nn.Module):
-    """A small VGG-style CNN for 28x28 images; `features` is its 128-d penultimate layer."""
+    """A small CNN: three conv-BN-ReLU stages, each halving the image by max-pooling (28 -> 14 ->
+    7 -> 3 pixels), then `features`, its 128-d penultimate layer. Small enough to train in under a
+    minute on two CPU cores: most of its cost is the first, full-size stage, so that one is narrow."""
 
     num_features = 128
+    widths = (16, 32, 64)
 
     def __init__(self, channels: int = 1, num_classes: int = 10, image_size: int = 28):
         super().__init__()
-
-        def block(c_in: int, c_out: int) -> list[nn.Module]:
-            return [
-                nn.Conv2d(c_in, c_out, 3, padding=1),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1),
-                nn.BatchNorm2d(c_out),
+        layers, c_in = [], channels
+        for width in self.widths:
+            layers += [
+                nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),
             ]
-
-        s = image_size // 4
-        self.body = nn.Sequential(*block(channels, 32), *block(32, 64), nn.Flatten())  # (B, 64 * s * s)
-        self.features = nn.Sequential(self.body, nn.Linear(64 * s * s, self.num_features), nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.num_features, num_classes))
+            c_in = width
+        s = image_size // 2 ** len(self.widths)
+        self.body = nn.Sequential(*layers, nn.Flatten())  # (B, c_in * s * s)
+        self.features = nn.Sequential(self.body, nn.Linear(c_in * s * s, self.num_features), nn.ReLU(inplace=True))
+        self.head = nn.Linear(self.num_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -76,14 +75,15 @@ class Logits(nn.Module):
         return self.classifier(x)
 
 
-def cache_path(datamodule: ImageDataModule, epochs: int, cache_dir: Path | None = None) -> Path:
+def cache_path(datamodule: ImageDataModule, epochs: int | None, cache_dir: Path | None = None) -> Path:
+    epochs = epochs or datamodule.classifier_epochs
     files = datamodule.source_files()
     key = "-".join(sha256_of(files[name])[:8] for name in sorted(files))
     root = cache_dir or default_data_root().parent / "classifiers"
     return root / f"{datamodule.name}-v{CLASSIFIER_VERSION}-e{epochs}-{key}.pt"
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def accuracy(model: nn.Module, loader, device) -> float:
     model.eval()
     correct = total = 0
@@ -93,36 +93,49 @@ def accuracy(model: nn.Module, loader, device) -> float:
     return correct / total
 
 
-def train_classifier(datamodule: ImageDataModule, epochs: int, device) -> tuple[DomainClassifier, float]:
+def train_classifier(
+    datamodule: ImageDataModule, epochs: int | None, device, batch_size: int = 64, lr: float = 3e-3
+) -> tuple[DomainClassifier, float]:
+    """A one-cycle Adam schedule over the training split held in memory as one float tensor (no
+    loader, no per-batch conversion), channels-last (about a quarter faster on CPUs). No flips or
+    dropout: in a few epochs they cost more accuracy than they buy. `epochs`: the data set's
+    classifier_epochs unless given; scripts/classifier_speed.py measures time and accuracy."""
+    epochs = epochs or datamodule.classifier_epochs
     torch.manual_seed(0)
-    model = DomainClassifier(datamodule.channels, datamodule.num_classes, datamodule.image_size).to(device)
-    loader = DataLoader(datamodule.train_set, batch_size=128, shuffle=True, collate_fn=keep_batch)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * len(loader))
-    batches = ((epoch, x, y) for epoch in range(epochs) for x, y in loader)
-    for epoch, x, y in tracked(batches, epochs * len(loader), f"{datamodule.name} classifier: batch"):
-        model.train()
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+    model = DomainClassifier(datamodule.channels, datamodule.num_classes, datamodule.image_size)
+    model = model.to(device, memory_format=torch.channels_last)
+    images = datamodule.train_set.images.to(device).float().div_(127.5).sub_(1.0)  # (N, C, H, W) in [-1, 1]
+    images = images.contiguous(memory_format=torch.channels_last)
+    labels = datamodule.train_set.labels.to(device)
+    steps = len(labels) // batch_size  # per epoch; the last partial batch is left out
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.25)
+    order = torch.Generator().manual_seed(0)
+    batches = (
+        (epoch, idx.to(device))
+        for epoch in range(epochs)
+        for idx in torch.randperm(len(labels), generator=order)[: steps * batch_size].split(batch_size)
+    )
+    model.train()
+    for epoch, idx in tracked(batches, epochs * steps, f"{datamodule.name} classifier: batch"):
+        loss = F.cross_entropy(model(images[idx]), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if sched.last_epoch % len(loader):
-            continue
-        log.info(
-            "classifier epoch %d/%d: val accuracy %.4f",
-            epoch + 1,
-            epochs,
-            accuracy(model, datamodule.val_dataloader(), device),
-        )
+        if sched.last_epoch % steps == 0:
+            val = accuracy(model, datamodule.val_dataloader(), device)
+            log.info("classifier epoch %d/%d: val accuracy %.4f", epoch + 1, epochs, val)
+            model.train()
     return model, accuracy(model, datamodule.test_dataloader(), device)
 
 
 def domain_classifier(
-    datamodule: ImageDataModule, device="cpu", epochs: int = 4, cache_dir: Path | None = None
+    datamodule: ImageDataModule, device="cpu", epochs: int | None = None, cache_dir: Path | None = None
 ) -> tuple[DomainClassifier, dict]:
     """The cached classifier of this data set, trained first if there is none. Returns it and
     its record: test accuracy, path, and whether it was trained just now."""
+    epochs = epochs or datamodule.classifier_epochs
     path = cache_path(datamodule, epochs, cache_dir)
     datamodule.setup()
     path.parent.mkdir(parents=True, exist_ok=True)
