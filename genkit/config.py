@@ -53,6 +53,15 @@ def _required(key: str, what: str):
     raise GenkitError(f"{key} has no value, and this recipe needs one: pass {key}=<{what}>.")
 
 
+def _folder_classes(path: str) -> list[str]:
+    """`${folder_classes:${data.path}}`: the class names of a folder of pictures (its sorted class
+    sub-folders, else its own name), read from the names alone when the config is composed, so that
+    models size their class embeddings from them."""
+    from genkit.data.image_folder import folder_classes  # imports torch: only when a config asks
+
+    return folder_classes(path)
+
+
 def user_config_args(hydra_cfg) -> list[str]:
     """The user's own config folders of a running Hydra job, as command-line arguments (a
     relaunched rank or a printed resume command must find their families and data sets too)."""
@@ -74,6 +83,9 @@ def register_resolvers() -> None:
         "conditional_classes": _conditional_classes,
         "required": _required,
         "by_device": _by_device,
+        "folder_classes": _folder_classes,
+        # `${len:${data.class_names}}`: a list's length, e.g. a data set's class count
+        "len": len,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -1,5 +1,8 @@
 """Fixtures shared by the tests (helpers live in tests/helpers.py)."""
 
+import functools
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,17 @@ def tiny_cdiffusion_checkpoint(tmp_path_factory) -> Path:
     overrides = ["model=diffusion", "model.conditional=true", "model.net.base=8", "model.sample_steps=2"]
     train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN, *overrides))
     return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serves tmp_path/served over HTTP on a free loopback port."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *a: None
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()

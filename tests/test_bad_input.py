@@ -42,6 +42,9 @@ CASES = [
     (["finetune.lora.r=2", "finetune.lora.dropout=1"], ["finetune.lora.dropout=1", "[0, 1)"]),
     (["finetune.lora.r=2", "finetune.lora.targets=[nope]"], ["finetune.lora.targets: 'nope'", "Linear, Conv"]),
     (["finetune.freeze=[generator.*]"], ["leave the generator of this GAN nothing to train"]),
+    (["data=image_folder"], ["data.path has no value", "pass data.path=<value>"]),
+    (["callbacks.samples.first_at_step=0"], ["callbacks.samples.first_at_step=0", "at least 1"]),
+    (["callbacks.samples.first_at_step=soon"], ["first_at_step='soon'", "null (no early grid)"]),
 ]
 
 
@@ -191,3 +194,32 @@ def test_word_corpus_whose_vocabulary_explodes_is_called_corrupt(tmp_path):
     )  # fmt: skip
     message = " ".join(out.stderr.split())
     assert out.returncode == 2 and "probably not the data set" in message and "Traceback" not in out.stderr
+
+
+# (arguments of genkit runs / genkit plot, words): commands that read run directories
+RUN_READER_CASES = [
+    (["runs", "@nope"], ["is not a folder of runs", "genkit train", "usage: genkit runs"]),
+    (["runs", "@runs", "@runs"], ["takes one folder and --json"]),
+    (["runs", "--jsn"], ["takes one folder and --json", "--jsn"]),
+    (["plot"], ["needs at least one run directory"]),
+    (["plot", "@nope"], ["does not exist"]),
+    (["plot", "@empty"], ["No run directories (with a metrics.csv)"]),
+    (["plot", "@runs", "metrc=val/loss"], ["no option 'metrc'", "metric= and out="]),
+    (["plot", "@runs", "metric=val/nope"], ["metric=val/nope was not logged", "train/loss"]),
+    (["plot", "@runs", "metric=train/loss", "out=/proc/genkit/plot.png"], ["Could not write", "/proc/genkit/plot.png"]),
+]
+
+
+@pytest.mark.parametrize("args,words", RUN_READER_CASES, ids=[" ".join(c[0]) for c in RUN_READER_CASES])
+def test_bad_runs_and_plot_arguments_are_one_paragraph(tmp_path, args, words):
+    runs, empty = tmp_path / "outputs", tmp_path / "empty"
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "metrics.csv").write_text("step,train/loss\n1,2.0\n2,1.5\n")
+    empty.mkdir()
+    where = {"@runs": str(runs), "@empty": str(empty), "@nope": str(tmp_path / "nope")}
+    out = cli_in_process(*[where.get(a, a) for a in args], cwd=tmp_path)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len(out.stderr.strip().splitlines()) <= 8, out.stderr
+    for word in words:
+        assert word in message, (word, message)

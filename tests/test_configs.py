@@ -3,6 +3,7 @@
 import pytest
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
+from PIL import Image
 
 from genkit.build import build, build_model
 from genkit.config import CONFIG_DIR
@@ -34,7 +35,12 @@ def test_every_model_and_data_option_has_a_partner():
 @pytest.mark.parametrize("model,data", PAIRS)
 def test_pairs_instantiate(tmp_path, tiny_data_root, model, data):
     overrides = [f"model={model}", f"data={data}"]
-    overrides.append(f"data.path={tmp_path}" if data == "text" else f"data.root={tiny_data_root}")
+    if data == "image_folder":  # the user's own folder: one picture is enough to build on
+        Image.new("RGB", (8, 8)).save(tmp_path / "picture.png")
+    if data == "hf_text":  # names the user's dataset; building reads nothing yet
+        overrides.append(f"data.dataset={tmp_path}")
+    else:
+        overrides.append(f"data.path={tmp_path}" if data in ("text", "image_folder") else f"data.root={tiny_data_root}")
     parts = build(make_cfg(tmp_path, *overrides))
     assert parts.trainer is not None and parts.model is not None and parts.datamodule is not None
 

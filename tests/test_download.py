@@ -1,9 +1,6 @@
 """The download path, against a real HTTP server on 127.0.0.1."""
 
-import functools
 import hashlib
-import http.server
-import threading
 
 import pytest
 from hydra.utils import instantiate
@@ -11,20 +8,6 @@ from hydra.utils import instantiate
 from genkit.data.download import download, ensure_files
 from genkit.errors import ChecksumError, DataUnavailableError
 from tests.helpers import make_cfg, write_tiny_image_set
-
-
-@pytest.fixture
-def server(tmp_path):
-    """Serves tmp_path/served over HTTP on a free loopback port."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.log_message = lambda *a: None
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
 
 
 def sha(path):

@@ -19,6 +19,7 @@ from torchvision.utils import save_image
 
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, per_process
+from genkit.data.cifar import read_cifar_split
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx_split
 from genkit.errors import GenkitError
@@ -47,6 +48,7 @@ class ImageTensors(Dataset):
 # format -> reader of one split: (files on disk, the split's file-name prefix) -> (images, labels)
 READERS: dict[str, Callable[[Mapping[str, Path], str], tuple[torch.Tensor, torch.Tensor]]] = {
     "idx": read_idx_split,
+    "cifar": read_cifar_split,
 }
 
 

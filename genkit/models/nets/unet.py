@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genkit.models.nets.sizes import halvings
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of diffusion times t (B,) -> (B, dim) (Vaswani et al. 2017)."""
@@ -73,21 +75,28 @@ class Stage(nn.Module):
 class UNet(nn.Module):
     """eps- or v-prediction network: (x_t (B, C, H, W), t (B,)[, labels (B,)]) -> (B, C, H, W).
 
-    `channel_mults` gives one resolution level each (28 -> 14 -> 7 for (1, 2, 2));
-    `attention_levels` the levels (0 = full resolution) that get self-attention.
+    `channel_mults` gives one resolution level each (28 -> 14 -> 7 for (1, 2, 2)); null: one level
+    per doubling of `image_size` (genkit.models.nets.sizes), (1, 2, 2) at 28 pixels, (1, 2, 2, 2)
+    at 32, (1, 2, 2, 2, 2) at 64. `attention_levels` the levels (0 = full resolution) that get
+    self-attention; null: those of 8 pixels or fewer, where attention over H*W positions is cheap.
     """
 
     def __init__(
         self,
         channels: int = 1,
         base: int = 32,
-        channel_mults: tuple[int, ...] = (1, 2, 2),
+        channel_mults: tuple[int, ...] | None = (1, 2, 2),
         blocks_per_level: int = 1,
-        attention_levels: tuple[int, ...] = (2,),
+        attention_levels: tuple[int, ...] | None = (2,),
         dropout: float = 0.1,
         num_classes: int = 0,
+        image_size: int = 28,
     ):
         super().__init__()
+        if channel_mults is None:
+            channel_mults = (1,) + (2,) * halvings(image_size)
+        if attention_levels is None:
+            attention_levels = tuple(level for level in range(len(channel_mults)) if image_size >> level <= 8)
         t_dim = 4 * base
         self.base, self.num_classes = base, num_classes
         self.time_mlp = nn.Sequential(nn.Linear(base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
