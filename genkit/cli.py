@@ -241,6 +241,9 @@ def main() -> None:
     check_group_choices(command, args[1:])
     check_run_dir_writable(command, args[1:])
     module, _, name = COMMANDS[command][0].partition(":")
+    if command == "eval":  # its first output would otherwise wait for PyTorch and Lightning (5-8 s)
+        print("genkit eval: starting (importing PyTorch and Lightning, then the checkpoint and data)", file=sys.stderr,
+              flush=True)  # fmt: skip
     fn = getattr(importlib.import_module(module), name)
     _ARGV[:] = sys.argv
     sys.argv = [sys.argv[0], *args[1:]]

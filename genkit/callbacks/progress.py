@@ -68,9 +68,11 @@ class LineProgressBar(ProgressBar):
         # test loops can be long (the VAE's importance-sampled NLL): ten lines with the rate
         total = int(trainer.num_test_batches[dataloader_idx])
         done = batch_idx + 1
-        if not (self._enabled and trainer.is_global_zero) or done % max(1, total // 10) and done != total:
+        if not (self._enabled and trainer.is_global_zero) or done % max(1, total // 10) and done not in (1, total):
             return
-        self._logger.info("test batch %d/%d  %.1f s", done, total, time.perf_counter() - self._t0)
+        elapsed = time.perf_counter() - self._t0
+        eta = f", ETA {elapsed / done * (total - done):.0f} s" if done < total else ""
+        self._logger.info("test batch %d/%d  %.1f s%s", done, total, elapsed, eta)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
