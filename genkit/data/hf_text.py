@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from genkit.data.text import TextDataModule
+from genkit.data.text import TextDataModule, cut_by_fractions
 from genkit.errors import GenkitError
 
 # the Hugging Face split names that fill each genkit split, first match wins
@@ -32,17 +32,6 @@ def _rows_as_lines(dataset, column: str) -> str:
     # a row is a line: rows that keep their own line break (WikiText's) do not get a second one,
     # so the word tokenizer's one <eos> per line gives the published token counts
     return "\n".join((row or "").removesuffix("\n") for row in dataset[column])
-
-
-def _cut(text: str, fractions: Mapping[str, float]) -> dict[str, str]:
-    """Consecutive pieces of text in these proportions (of their sum); the last takes the rest."""
-    total, names = sum(fractions.values()), list(fractions)
-    texts, start = {}, 0
-    for split, fraction in fractions.items():
-        end = len(text) if split == names[-1] else start + int(len(text) * fraction / total)
-        texts[split] = text[start:end]
-        start = end
-    return texts
 
 
 class HFTextDataModule(TextDataModule):
@@ -179,7 +168,8 @@ class HFTextDataModule(TextDataModule):
             )
         if "val" not in texts:  # cut from train, with the test split too when the dataset lacks one
             cut = {split: f for split, f in self.fractions.items() if split == "train" or split not in texts}
-            texts.update(_cut(texts["train"], cut))
+            # in proportion to each other: the fractions left after dropping the splits it has
+            texts.update(cut_by_fractions(texts["train"], cut, total=sum(cut.values())))
         return texts
 
     def cache_dir(self) -> Path:

@@ -99,6 +99,17 @@ def _read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
+def cut_by_fractions(text: str, fractions: Mapping[str, float], total: float = 1.0) -> dict[str, str]:
+    """Consecutive pieces of text, each `fraction / total` of it in the order given; the last piece
+    takes the rest (`{train: 0.9, val: 0.1}`: the first 90% of the characters, then the rest)."""
+    names, texts, start = list(fractions), {}, 0
+    for split, fraction in fractions.items():
+        end = len(text) if split == names[-1] else start + int(len(text) * fraction / total)
+        texts[split] = text[start:end]
+        start = end
+    return texts
+
+
 def write_text(samples: list[str], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,12 +199,7 @@ class TextDataModule(GenkitDataModule):
             paths = {p.name: p for p in self._sources()}
             return {split: _read_text(paths[name]) for split, name in self.splits.items()}
         text = _read_text(self.path) if self.path is not None else "\n".join(_read_text(p) for p in self._sources())
-        texts, start = {}, 0
-        for split, fraction in self.fractions.items():
-            end = len(text) if split == list(self.fractions)[-1] else start + int(len(text) * fraction)
-            texts[split] = text[start:end]
-            start = end
-        return texts
+        return cut_by_fractions(text, self.fractions)
 
     def _given_tokenizer(self):
         """The tokenizer this data must be encoded with, if not fitted to it: a checkpoint's own

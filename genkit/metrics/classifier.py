@@ -75,8 +75,7 @@ class Logits(nn.Module):
         return self.classifier(x)
 
 
-def cache_path(datamodule: ImageDataModule, epochs: int | None, cache_dir: Path | None = None) -> Path:
-    epochs = epochs or datamodule.classifier_epochs
+def cache_path(datamodule: ImageDataModule, epochs: int, cache_dir: Path | None = None) -> Path:
     files = datamodule.source_files()
     key = "-".join(sha256_of(files[name])[:8] for name in sorted(files))
     root = cache_dir or default_data_root().parent / "classifiers"
