@@ -127,8 +127,9 @@ def check_group_choices(command: str, args: list[str]) -> None:
     dirs = config_dirs(args)
     for override in args:
         key, sep, value = override.lstrip("+~").partition("=")
-        group_dirs = [d / key for d in dirs if (d / key).is_dir()]
-        if not sep or "." in key or key == "hydra" or not group_dirs or value in ("", "null"):
+        group = key.partition("@")[0]  # model/lm_net@model.net: the group model/lm_net, placed at model.net
+        group_dirs = [d / group for d in dirs if (d / group).is_dir()]
+        if not sep or "." in group or key == "hydra" or not group_dirs or value in ("", "null"):
             continue
         if any(c in value for c in "()[]{}*"):  # sweep functions such as choice(...) or glob(...)
             continue

@@ -47,7 +47,7 @@ def test_network_folders_are_groups_not_models():
         "discriminator": ("gan", "model/discriminator"),
         "encoder": ("vae", "model/encoder"),
         "generator": ("gan", "model/generator"),
-        "transformer": ("gpt", "model/transformer@model.net"),
+        "lm_net": ("gpt", "model/lm_net@model.net"),
     }
 
 

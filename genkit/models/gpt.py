@@ -1,9 +1,17 @@
-"""GPT-style language model: next-token cross-entropy, AdamW with warmup + cosine decay,
-per-token perplexity, and sampling with temperature / top-k / top-p through a KV cache."""
+"""GPT-style language model: next-token cross-entropy, an optimizer (AdamW unless a recipe picks
+another) with warmup + cosine decay, per-token perplexity, and sampling with temperature /
+top-k / top-p through the network's cache.
+
+The network (`model.net`, config group model/lm_net) is a decoder-only transformer
+(genkit/models/nets/transformer.py) or an LSTM (genkit/models/nets/lstm.py); the family asks of
+it only what `LanguageModelNet` lists.
+"""
 
 import copy
+import functools
 import math
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -15,15 +23,64 @@ from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.optim import build_optimizer
 
 
+def _without_nulls(optimizer: Callable) -> Callable:
+    """The optimizer's partial without its keywords set to null, which then take the optimizer's
+    default: a config merged over gpt.yaml cannot delete AdamW's `betas`, so a recipe that picks
+    SGD sets `betas: null` (experiment=lstm_ptb)."""
+    if not isinstance(optimizer, functools.partial) or None not in optimizer.keywords.values():
+        return optimizer
+    keywords = {k: v for k, v in optimizer.keywords.items() if v is not None}
+    return functools.partial(optimizer.func, *optimizer.args, **keywords)
+
+
+class LanguageModelNet(Protocol):
+    """What the GPT family asks of its network (a transformer, an LSTM, or one of your own).
+
+    `cache` is whatever the network carries from one call to the next (a transformer's keys and
+    values, an LSTM's state); None starts afresh."""
+
+    wte: nn.Embedding  # the input embedding (Hugging Face GPT-2 weights load into it)
+    lm_head: nn.Linear  # the output layer, no bias: the loss reads its weight
+    vocab_size: int
+    block_size: int  # the training window; whether it bounds generation is the network's affair
+    n_layer: int
+    n_embd: int
+
+    def __call__(self, idx: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
+        """idx (B, T) -> logits (B, T, vocab_size) and the cache extended by these positions."""
+
+    def hidden(self, idx: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
+        """idx (B, T) -> hidden states (B, T, n_embd) that lm_head turns into logits, and the cache."""
+
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """idx (B, T) extended by max_new_tokens sampled tokens (B, T + max_new_tokens)."""
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (for MFU in `genkit bench`)."""
+
+    def compile_units(self) -> list[nn.Module]:
+        """The submodules that trainer.compile=true compiles in place (may be none)."""
+
+
 class GPT(GenerativeModel):
     modality = "text"
     sample_options = ("max_new_tokens", "temperature", "top_k", "top_p", "use_cache")
-    # the attention and MLP projections of every block (LoRA's usual choice for GPT-2)
+    # the attention and MLP projections of every block (LoRA's usual choice for GPT-2); an LSTM
+    # network has none of these, and peft cannot adapt nn.LSTM: finetune.lora then stops, naming them
     lora_targets = ("net.blocks.*.attn.qkv", "net.blocks.*.attn.proj", "net.blocks.*.mlp.fc", "net.blocks.*.mlp.proj")
 
     def __init__(
         self,
-        net: nn.Module,
+        net: LanguageModelNet,
         optimizer: Callable,
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
@@ -37,7 +94,7 @@ class GPT(GenerativeModel):
 
             load_gpt2_weights(net, init_from)
         self.net = net
-        self.optimizer = optimizer
+        self.optimizer = _without_nulls(optimizer)
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
         self.token_unit = token_unit
         # token-weighted means, so perplexity is per token however the batches fall
@@ -54,10 +111,10 @@ class GPT(GenerativeModel):
         return self.net(idx)[0]
 
     def compile_networks(self) -> None:
-        """torch.compile each transformer block in place: one graph, reused by every block, and
-        state_dict keys unchanged. (Training calls net.hidden, not net.forward.)"""
-        for block in self.net.blocks:
-            block.compile()
+        """torch.compile in place the pieces the network names (a transformer: each block, one
+        graph reused by every block), so state_dict keys stay unchanged."""
+        for unit in self.net.compile_units():
+            unit.compile()
 
     def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -98,15 +155,14 @@ class GPT(GenerativeModel):
         return ("prompt_ids",)
 
     def flops_per_step(self, batch_size: int) -> float:
-        """6N + 12 L T d per token (Kaplan et al. 2020; PaLM's appendix B), N without position embeddings."""
-        net = self.net
-        n = sum(p.numel() for p in net.parameters()) - net.wpe.weight.numel()
-        per_token = 6 * n + 12 * net.n_layer * net.block_size * net.n_embd
-        return per_token * net.block_size * batch_size
+        """The network's training FLOPs per token, for batch_size windows of block_size tokens."""
+        return self.net.flops_per_token() * self.net.block_size * batch_size
 
     def reference_loop(self, data, batch_size: int, device):
         from genkit.models.reference.gpt_loop import RawGPTLoop
 
+        if getattr(self.optimizer, "func", self.optimizer) is not torch.optim.AdamW:
+            return None  # the hand-written loop is nanoGPT's, with AdamW: no like-for-like comparison
         opt = self.optimizer.keywords
         return RawGPTLoop(
             data["train"],

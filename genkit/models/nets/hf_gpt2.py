@@ -48,6 +48,12 @@ def _read_state(folder: Path) -> dict[str, torch.Tensor]:
 
 def load_gpt2_weights(net: Transformer, name_or_path: str) -> None:
     """Copy a GPT-2 checkpoint into net, whose sizes must match the checkpoint's config."""
+    if not isinstance(net, Transformer):
+        raise GenkitError(
+            f"model.init_from={name_or_path} names Hugging Face GPT-2 weights, which load only into genkit's "
+            f"transformer, not into {type(net).__name__}. Pick model/lm_net@model.net=gpt2, or drop "
+            f"model.init_from to train this network from scratch (or start from a genkit run of it)."
+        )
     config = gpt2_config(name_or_path)
     folder = pretrained_dir(name_or_path)
     expected = {k: config[hf_key] for k, hf_key in GPT2_SIZES.items()}

@@ -139,6 +139,17 @@ class Transformer(nn.Module):
             presents.append(present)
         return self.ln_f(x), presents
 
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6N + 12 L T d (Kaplan et al. 2020; PaLM's appendix B), N the
+        parameters without the position embeddings (a lookup), T the context block_size."""
+        n = sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+        return 6 * n + 12 * self.n_layer * self.block_size * self.n_embd
+
+    def compile_units(self) -> list[nn.Module]:
+        """The pieces that trainer.compile=true compiles in place: each block (one graph, reused by
+        every block; training calls `hidden`, which calls the blocks, not `forward`)."""
+        return list(self.blocks)
+
     @torch.no_grad()
     def generate(
         self,

@@ -1,0 +1,175 @@
+"""The LSTM network of the GPT family (model/lm_net@model.net=lstm): its cache is the LSTM's
+state, so it reads and writes past block_size; it trains, checkpoints, samples and evaluates
+through the same GPT module and CLI as the transformer."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from genkit.build import build_model
+from genkit.checkpoints import load_checkpoint, load_model
+from genkit.errors import GenkitError
+from genkit.models.nets.lstm import LSTMLanguageModel
+from genkit.models.nets.transformer import Transformer
+from genkit.train import train
+from tests.helpers import cli_in_process, make_cfg, tiny_text_run
+
+LSTM = "model/lm_net@model.net=lstm"
+# the word_language_model recipe's optimiser (experiment=lstm_ptb), at a tiny scale
+TINY_LSTM_RUN = (
+    LSTM,
+    "model.net.n_embd=16",
+    "model.optimizer._target_=torch.optim.SGD",
+    "model.optimizer.lr=5.0",
+    "model.optimizer.betas=null",
+    "model.warmup_steps=0",
+    "model.min_lr_ratio=0.0",
+    "trainer.gradient_clip_val=0.25",
+    "trainer.max_steps=20",
+    "trainer.max_epochs=-1",
+)
+
+
+def tiny_lstm(**kw) -> LSTMLanguageModel:
+    torch.manual_seed(0)
+    return LSTMLanguageModel(vocab_size=50, block_size=8, n_layer=2, n_embd=16, **kw).eval()
+
+
+def ids(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, 50, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def genkit_error(err: BaseException) -> GenkitError | None:
+    """The GenkitError behind err (Hydra's instantiate wraps what a constructor raises)."""
+    while err is not None and not isinstance(err, GenkitError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def test_hidden_and_forward_shapes():
+    net = tiny_lstm()
+    h, (h_n, c_n) = net.hidden(ids(3, 8))
+    assert h.shape == (3, 8, 16) and h_n.shape == c_n.shape == (2, 3, 16)
+    logits, state = net(ids(3, 8))
+    assert logits.shape == (3, 8, 50) and state[0].shape == (2, 3, 16)
+    torch.testing.assert_close(logits, net.lm_head(h))
+
+
+def test_tied_weights_share_storage():
+    tied, untied = tiny_lstm(), tiny_lstm(tie_weights=False)
+    assert tied.lm_head.weight is tied.wte.weight
+    assert tied.lm_head.weight.data_ptr() == tied.wte.weight.data_ptr()
+    assert untied.lm_head.weight.data_ptr() != untied.wte.weight.data_ptr()
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in tied.parameters()) == 50 * 16
+    assert tied.lm_head.bias is None and tied.wte.weight.abs().max() <= 0.1
+
+
+def test_carried_state_equals_the_whole_sequence():
+    net = tiny_lstm()
+    x = ids(2, 12)  # past block_size=8: the state carries, nothing limits the length
+    full, _ = net(x)
+    first, state = net(x[:, :5])
+    rest, _ = net(x[:, 5:], state)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0, None, None), (1.0, 10, None), (0.8, None, 0.9)])
+def test_generate_with_state_equals_rereading(temperature, top_k, top_p):
+    net = tiny_lstm()
+    prompt = ids(2, 3)
+    runs = [
+        net.generate(prompt, 20, temperature, top_k, top_p, torch.Generator().manual_seed(0), use_cache)
+        for use_cache in (True, False)
+    ]
+    assert runs[0].shape == (2, 23) and torch.equal(runs[0][:, :3], prompt)
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_generate_has_no_context_limit():
+    net = tiny_lstm()
+    out = net.generate(ids(2, 10), 30, top_k=5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 40) and out.max() < 50
+
+
+def test_network_interface():
+    net = tiny_lstm()
+    lstm_weights = sum(p.numel() for p in net.lstm.parameters())
+    assert net.flops_per_token() == 6 * (lstm_weights + 50 * 16)
+    assert net.compile_units() == []
+    transformer = Transformer(vocab_size=50, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    assert transformer.compile_units() == list(transformer.blocks)
+    n = sum(p.numel() for p in transformer.parameters()) - 8 * 16
+    assert transformer.flops_per_token() == 6 * n + 12 * 2 * 8 * 16
+
+
+def test_gpt_with_an_lstm_trains_checkpoints_samples_and_evaluates(tmp_path):
+    metrics = train(make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN, "test=true"))
+    assert all(math.isfinite(metrics[k]) for k in ("train/loss", "val/loss", "test/ppl"))
+    # from near-uniform logits (ln 300 = 5.7 nats) down on a corpus that repeats itself
+    assert metrics["val/loss"] < 0.8 * math.log(300)
+    run = tmp_path / "outputs" / "run"
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 20
+    loaded = load_model(run / "checkpoints" / "last.ckpt").model
+    assert isinstance(loaded.net, LSTMLanguageModel) and loaded.net.lm_head.weight is loaded.net.wte.weight
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][key]), key
+    # the real CLI: 40 new tokens from a block_size=16 model, then the test split
+    out = cli_in_process(
+        "sample", f"ckpt={run}", "prompt=line", "max_new_tokens=40", "n=2", f"out={tmp_path / 's.txt'}", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = (tmp_path / "s.txt").read_text()
+    assert text.count("--- sample") == 2 and "line" in text
+    out = cli_in_process("eval", f"ckpt={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert math.isfinite(json.loads((run / "eval.json").read_text())["test/ppl"])
+
+
+def test_lstm_ptb_recipe_builds_with_sgd(tmp_path):
+    cfg = make_cfg(tmp_path, "experiment=lstm_ptb")
+    model = build_model(cfg)
+    assert isinstance(model.net, LSTMLanguageModel) and model.net.block_size == 35
+    assert "betas" not in model.optimizer.keywords
+    groups = [{"params": [torch.zeros(2, 2)]}, {"params": [torch.zeros(2)], "weight_decay": 0.0}]
+    optimizer = model.optimizer(params=groups)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0
+    assert model.flops_per_step(20) == model.net.flops_per_token() * 35 * 20
+
+
+def test_an_lstm_run_starts_a_fine_tuning_run(tmp_path):
+    """model.init_from=<an LSTM run>: the new run takes its sizes and weights, and trains in full."""
+    train(make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN))
+    source = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
+    start = {k: v for k, v in load_checkpoint(source)["state_dict"].items() if k.startswith("net.")}
+    # no model.net.n_embd here: the 16 of the source run, not the default 200
+    overrides = [o for o in TINY_LSTM_RUN if not o.startswith("model.net.n_embd")]
+    cfg = make_cfg(tmp_path / "new", *tiny_text_run(tmp_path), *overrides, f"model.init_from={source}")
+    model = build_model(cfg)
+    assert model.net.n_embd == 16
+    for key, value in start.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    metrics = train(make_cfg(tmp_path / "new", *tiny_text_run(tmp_path), *overrides, f"model.init_from={source}"))
+    assert math.isfinite(metrics["val/loss"])
+
+
+def test_lora_on_an_lstm_is_refused_in_one_paragraph(tmp_path):
+    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", LSTM, "model.net.n_embd=16", "finetune.lora.r=2")
+    with pytest.raises(GenkitError, match="matches no Linear, Conv or Embedding layer") as info:
+        build_model(cfg)
+    assert "net.blocks.*.attn.qkv" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_hugging_face_gpt2_weights_do_not_load_into_an_lstm(tmp_path):
+    folder = tmp_path / "tiny-gpt2"
+    folder.mkdir()
+    sizes = {"vocab_size": 100, "n_positions": 64, "n_embd": 16, "n_layer": 1, "n_head": 2}
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", **sizes}))
+    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", LSTM, f"model.init_from={folder}")
+    with pytest.raises(Exception) as info:
+        build_model(cfg)
+    err = genkit_error(info.value)
+    assert err is not None, info.value
+    assert "load only into genkit's transformer" in str(err) and "model/lm_net@model.net=gpt2" in str(err)
