@@ -161,3 +161,22 @@ def test_linear_cross_entropy_equals_full_logits(n):
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(gh2, 2 * gh)
     torch.testing.assert_close(gw2, 2 * gw)
+
+
+def test_linear_cross_entropy_where_the_target_probability_underflows():
+    """Rows whose target probability underflows fp32 (logits hundreds apart) still get the exact
+    loss (the CPU path reads -log p[y] from the softmax, and falls back to logsumexp for them)."""
+    from genkit.models.linear_cross_entropy import linear_cross_entropy
+
+    torch.manual_seed(0)
+    h = (torch.randn(64, 8) * 40).requires_grad_()
+    w = torch.randn(50, 8, requires_grad=True)
+    y = torch.randint(0, 50, (64,))
+    expected = torch.nn.functional.cross_entropy(h @ w.t(), y)
+    assert (torch.softmax(h @ w.t(), -1).gather(1, y[:, None]) < torch.finfo(torch.float32).tiny).any()
+    gh, gw = torch.autograd.grad(expected, (h, w))
+    loss = linear_cross_entropy(h, w, y)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(torch.autograd.grad(loss, (h, w)), (gh, gw))
+    with torch.no_grad():  # evaluation: no gradients, log_softmax
+        torch.testing.assert_close(linear_cross_entropy(h, w, y), expected)
