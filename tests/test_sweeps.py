@@ -111,3 +111,37 @@ def test_pruning_stops_a_trial_worse_than_the_median(tmp_path):
     callback = OptunaPruning(storage, "s", bad._trial_id, "val/ppl", **settings)
     with pytest.raises(optuna.TrialPruned):
         callback.on_validation_end(_FakeTrainer(500.0, 10), None)
+
+
+@pytest.mark.slow
+def test_lstm_ptb_optuna_search_runs_as_shipped(tmp_path):
+    """hparams_search=lstm_ptb_optuna's search space names keys of experiment=lstm_ptb: two trials
+    of it, on a small corpus and tiny steps, sample every parameter and rank by val/ppl."""
+    out = run_cli(
+        "train",
+        "-m",
+        "experiment=lstm_ptb",
+        "hparams_search=lstm_ptb_optuna",
+        *tiny_text_run(tmp_path),
+        "model/lm_net@model.net=lstm",
+        "model.net.n_layer=1",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=4",
+        "test=false",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.seed=0",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun" / "lstm_ptb").iterdir()
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert sum(result["trials"].values()) == 2
+    assert set(result["best_params"]) == {
+        "model.optimizer.lr",
+        "model.net.dropout",
+        "model.net.n_embd",
+        "data.block_size",
+        "data.batch_size",
+    }
+    assert result["best_value"] > 1

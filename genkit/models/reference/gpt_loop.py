@@ -61,10 +61,11 @@ class RawGPTLoop:
         progress = min((it - self.warmup) / max(self.total - self.warmup, 1), 1.0)
         return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def batch(self):
-        ix = torch.randint(len(self.train_ids) - self.T - 1, (self.B,), device=self.device)
+    def batch(self, split: str = "train"):
+        ids = self.train_ids if split == "train" else self.val_ids
+        ix = torch.randint(len(ids) - self.T - 1, (self.B,), device=self.device)
         window = ix[:, None] + torch.arange(self.T + 1, device=self.device)  # (B, T+1)
-        chunk = self.train_ids[window]
+        chunk = ids[window]
         return chunk[:, :-1], chunk[:, 1:]
 
     def step(self) -> float:
@@ -80,6 +81,21 @@ class RawGPTLoop:
         self.opt.step()
         self.it += 1
         return loss.item()
+
+    @torch.no_grad()
+    def estimate_loss(self, iters: int) -> dict[str, float]:
+        """nanoGPT's estimate_loss: the mean loss of `iters` random batches of each split."""
+        self.net.eval()
+        out = {}
+        for split in ("train", "val"):
+            losses = []
+            for _ in range(iters):
+                x, y = self.batch(split)
+                logits, _ = self.net(x)
+                losses.append(F.cross_entropy(logits.flatten(0, 1), y.flatten()).item())
+            out[split] = sum(losses) / len(losses)
+        self.net.train()
+        return out
 
     @torch.no_grad()
     def val_loss(self) -> float:
