@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers: many tests start genkit in a subprocess, whose imports of PyTorch and
+# Lightning (~7 s) use one core. The SLURM tests share one local cluster: they run afterwards,
+# in one process (the cluster's start and stop are theirs alone).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS)
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-fast lint format bench clean
@@ -25,10 +30,11 @@ train: install ## train the default job (the GAN on MNIST); extra overrides: mak
 	$(BIN)/genkit train $(ARGS)
 
 test: install ## run the whole test suite (needs no GPU; GPU tests skip themselves)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(PYTEST) -m "not slurm" $(PYTEST_ARGS)
+	$(BIN)/pytest -m slurm $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS selected no SLURM test
 
 test-fast: install ## only the fast tier (no real data sets, no multi-process runs)
-	$(BIN)/pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow and not slurm" $(PYTEST_ARGS)
 
 bench: install ## time the GAN on MNIST and the GPT on Tiny Shakespeare against the hand-written loops
 	$(BIN)/genkit bench model=gan data=mnist $(ARGS)

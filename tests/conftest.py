@@ -2,8 +2,15 @@
 
 import functools
 import http.server
+import os
 import threading
 from pathlib import Path
+
+# under pytest-xdist (`make test`: two workers on two cores) each worker, and the genkit
+# processes its tests start, computes on one thread: two workers of two threads each would
+# contend for the cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
