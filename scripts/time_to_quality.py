@@ -63,14 +63,17 @@ def genkit_run(recipe: str, work: Path, tag: str, metric: str, extra: list[str])
     return {"wall_s": round(wall, 1), metric: last_metric(run_dir, metric)}
 
 
-def raw_run(work: Path, tag: str) -> dict:
+def raw_run(work: Path, tag: str, steps: int | None) -> dict:
     log = work / f"{tag}.log"
-    wall = timed([sys.executable, str(ROOT / "scripts" / "raw_gpt_loop.py"), "--out", str(work / tag)], log)
+    cmd = [sys.executable, str(ROOT / "scripts" / "raw_gpt_loop.py"), "--out", str(work / tag)]
+    if steps:
+        cmd += ["--steps", str(steps)]
+    wall = timed(cmd, log)
     result = json.loads(log.read_text().strip().splitlines()[-1])
     return {"wall_s": round(wall, 1), "val/loss": result["val_loss"]}
 
 
-def shakespeare(work: Path, rounds: int, extra: list[str]) -> list[dict]:
+def shakespeare(work: Path, rounds: int, extra: list[str], steps: int | None) -> list[dict]:
     genkit, raw = [], []
     for r in range(rounds):
         order = ("genkit", "raw") if r % 2 == 0 else ("raw", "genkit")
@@ -80,7 +83,7 @@ def shakespeare(work: Path, rounds: int, extra: list[str]) -> list[dict]:
                     genkit_run("gpt_shakespeare_char_cpu", work, f"genkit_shakespeare_{r}", "val/loss", extra)
                 )
             else:
-                raw.append(raw_run(work, f"raw_shakespeare_{r}"))
+                raw.append(raw_run(work, f"raw_shakespeare_{r}", steps))
             print(f"round {r + 1} {who}: {(genkit if who == 'genkit' else raw)[-1]}", file=sys.stderr, flush=True)
     g_wall = statistics.median(x["wall_s"] for x in genkit)
     r_wall = statistics.median(x["wall_s"] for x in raw)
@@ -125,8 +128,11 @@ def main() -> None:
     parser.add_argument("--ptb-recipe", default="lstm_ptb")
     parser.add_argument("--work", default=None, help="run directories and logs (default: a temporary folder)")
     parser.add_argument("--out", default="time_to_quality.json")
+    parser.add_argument("--steps", type=int, default=None, help="fewer steps, for a quick check of the script")
     parser.add_argument("overrides", nargs="*", help="extra overrides for the genkit runs")
     args = parser.parse_args()
+    if args.steps:  # genkit validates at the end of the shortened run, as the plain loop does
+        args.overrides += [f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}"]
     if not os.environ.get("GENKIT_DATA_DIR"):
         print("GENKIT_DATA_DIR is not set: genkit and the plain loop will download the data", file=sys.stderr)
     work = Path(args.work or tempfile.mkdtemp(prefix="genkit-ttq-"))
@@ -134,7 +140,7 @@ def main() -> None:
     rows = []
     for row in args.rows.split(","):
         if row == "shakespeare":
-            rows += shakespeare(work, args.rounds, args.overrides)
+            rows += shakespeare(work, args.rounds, args.overrides, args.steps)
         elif row == "ptb":
             rows += ptb(work, args.ptb_recipe, args.overrides)
         else:

@@ -1,0 +1,30 @@
+"""The measuring scripts of scripts/ that README quotes, run briefly on the real data."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, needs_shared
+
+
+@pytest.mark.slow
+@needs_shared("tinyshakespeare")
+def test_time_to_quality_runs_genkit_and_the_plain_loop(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "time_to_quality.py"), "--rows", "shakespeare", "--steps", "20",
+         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ttq.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "ttq.json").read_text())["rows"]
+    assert row["command"] == "genkit train experiment=gpt_shakespeare_char_cpu"
+    # both ran 20 steps from ln(65) = 4.17 nats down, and were timed
+    assert 2.0 < row["value"] < 4.17 and 2.0 < row["reference_value"] < 4.17
+    assert row["wall_s"] > 0 and row["reference_wall_s"] > 0
+    assert math.isclose(row["ratio"], row["wall_s"] / row["reference_wall_s"], rel_tol=0.01)
+    assert "| `genkit train experiment=gpt_shakespeare_char_cpu` |" in out.stdout
+    raw_log = (tmp_path / "work" / "raw_shakespeare_0.log").read_text()
+    assert "step 0: train" in raw_log and (tmp_path / "work" / "raw_shakespeare_0" / "ckpt.pt").is_file()
