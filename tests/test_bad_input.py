@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import TINY_IMAGE_RUN, cli_in_process
+from tests.helpers import TINY_IMAGE_RUN, cli_in_process, tiny_text_run
 
 # (overrides, words the message must contain)
 CASES = [
@@ -221,6 +221,23 @@ def test_bad_runs_and_plot_arguments_are_one_paragraph(tmp_path, args, words):
     out = cli_in_process(*[where.get(a, a) for a in args], cwd=tmp_path)
     message = " ".join(out.stderr.split())
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len(out.stderr.strip().splitlines()) <= 8, out.stderr
+    for word in words:
+        assert word in message, (word, message)
+
+
+TEXT_CASES = [
+    (["data.streams=maybe"], ["data.streams='maybe'", "true or false"]),
+    (["data.streams=true", "data.max_device_batch=4"], ["data.streams=true carries", "data.max_device_batch=null"]),
+]
+
+
+@pytest.mark.parametrize("overrides,words", TEXT_CASES, ids=[" ".join(c[0]) for c in TEXT_CASES])
+def test_bad_text_input_is_one_paragraph(tmp_path, overrides, words):
+    out = cli_in_process("train", *tiny_text_run(tmp_path), "trainer.max_steps=2", *overrides, cwd=tmp_path)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) <= 8, out.stderr
     for word in words:
         assert word in message, (word, message)

@@ -173,3 +173,61 @@ def test_hugging_face_gpt2_weights_do_not_load_into_an_lstm(tmp_path):
     err = genkit_error(info.value)
     assert err is not None, info.value
     assert "load only into genkit's transformer" in str(err) and "model/lm_net@model.net=gpt2" in str(err)
+
+
+def test_stream_windows_count_every_target_once_and_continue_row_by_row():
+    from genkit.data.text import IGNORE_INDEX, StreamWindows
+
+    ids = torch.arange(1, 104)  # 103 tokens
+    evals = StreamWindows(ids.numpy(), block_size=4, streams=3, eval=True, bos_id=0)
+    batches = [evals.__getitems__(list(range(j * 3, j * 3 + 3))) for j in range(evals.windows)]
+    targets = torch.cat([y[y != IGNORE_INDEX] for _, y, _ in batches])
+    assert sorted(targets.tolist()) == ids.tolist()  # bos + 103 tokens: 103 targets, each once
+    assert batches[0][0][0, 0] == 0 and batches[0][2].all() and not batches[1][2].any()
+    train = StreamWindows(ids.numpy(), block_size=4, streams=3, eval=False)
+    prev = train.__getitems__([0, 1, 2])
+    for j in range(1, train.windows):
+        x, y, first = train.__getitems__([j * 3, j * 3 + 1, j * 3 + 2])
+        assert torch.equal(x[:, 0], prev[1][:, -1]) and not first.any()  # row b goes on where it stopped
+        assert torch.equal(y[:, :-1], x[:, 1:])
+        prev = (x, y, first)
+
+
+def test_carried_validation_equals_reading_each_stream_whole(tmp_path):
+    """data.streams=true: the GPT module's val loss with an LSTM equals the loss of each stream
+    read in one pass; training carries the state too (its batches are (x, y, first))."""
+    from genkit.data.text import IGNORE_INDEX
+
+    cfg = make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN, "data.streams=true", "data.eval_batch_size=4")
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val/loss"])
+    model = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt").model.eval()
+    datamodule = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt").datamodule
+    datamodule.setup("fit")
+    loader = datamodule.val_dataloader()
+    total = count = 0.0
+    model._carried = {}
+    with torch.no_grad():
+        for batch in loader:
+            loss, n = model._loss(batch, "val")
+            total, count = total + loss * n, count + n
+    carried = total / count
+    windows = loader.dataset
+    with torch.no_grad():
+        logits, _ = model.net(windows.x)  # every stream in one pass
+        whole = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows.y.flatten(), ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(carried, whole, atol=1e-5, rtol=1e-5)
+    assert math.isclose(metrics["val/loss"], whole.item(), rel_tol=1e-4)
+
+
+def test_streams_split_over_processes_keep_their_rows():
+    """Under DDP each process reads its own streams (rank, rank + world, ...) window after window."""
+    from genkit.data.batching import ShuffledBatches
+
+    streams, windows, world = 4, 3, 2
+    for rank in range(world):
+        batches = list(
+            ShuffledBatches(streams * windows, streams // world, seed=0, rank=rank, world=world, shuffle=False)
+        )
+        assert [[k % streams for k in b] for b in batches] == [[rank, rank + world]] * windows
+        assert [[k // streams for k in b] for b in batches] == [[j, j] for j in range(windows)]

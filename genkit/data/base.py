@@ -50,9 +50,12 @@ class GenkitDataModule(L.LightningDataModule):
 
     # ---- training batches, resumable ----------------------------------------------------------
 
-    def training_loader(self, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0) -> ResumableLoader:
-        """Shuffled batches of `batch_size` (this process's share) that resume mid-epoch."""
-        self._train_batches = train_batches(self.trainer, len(dataset), batch_size, seed)
+    def training_loader(
+        self, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0, shuffle: bool = True
+    ) -> ResumableLoader:
+        """Shuffled batches of `batch_size` (this process's share) that resume mid-epoch; with
+        shuffle=False the items in their order (text streams read side by side)."""
+        self._train_batches = train_batches(self.trainer, len(dataset), batch_size, seed, shuffle=shuffle)
         if len(self._train_batches) == 0:
             raise GenkitError(
                 f"data.batch_size={self.batch_size} is more than the {len(dataset)} training examples of {self.name} "

@@ -47,8 +47,8 @@ class ShuffledBatches(Sampler[list[int]]):
     world size), as DDP requires.
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
         self.rank, self.world = rank, world
         self.epoch = self.done = 0
         # Lightning calls set_epoch on `dataloader.sampler` and `batch_sampler.sampler`, not on a
@@ -76,7 +76,10 @@ class ShuffledBatches(Sampler[list[int]]):
         return (self.n // self.world) // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:  # the items in order (text streams: process r reads streams r, r + world, ...)
+            order = torch.arange(self.n)
         share = order[: self.n - self.n % self.world][self.rank :: self.world]
         for b in range(self.done, len(self)):
             yield share[b * self.batch_size : (b + 1) * self.batch_size].tolist()
@@ -119,8 +122,12 @@ def eval_indices(trainer: L.Trainer | None, n: int) -> list[int]:
     return list(range(trainer.global_rank, n, trainer.world_size))
 
 
-def train_batches(trainer: L.Trainer | None, n: int, batch_size: int, seed: int) -> ShuffledBatches:
+def train_batches(
+    trainer: L.Trainer | None, n: int, batch_size: int, seed: int, shuffle: bool = True
+) -> ShuffledBatches:
     """The training batch sampler of this process."""
     if trainer is None:
-        return ShuffledBatches(n, batch_size, seed=seed)
-    return ShuffledBatches(n, batch_size, seed=seed, rank=trainer.global_rank, world=trainer.world_size)
+        return ShuffledBatches(n, batch_size, seed=seed, shuffle=shuffle)
+    return ShuffledBatches(
+        n, batch_size, seed=seed, rank=trainer.global_rank, world=trainer.world_size, shuffle=shuffle
+    )

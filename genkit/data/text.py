@@ -88,6 +88,56 @@ class EvalWindows(Dataset):
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
+class StreamWindows(Dataset):
+    """A split as `streams` contiguous streams read side by side, window after window, for
+    networks that carry their state from one window to the next (an LSTM): item j * streams + b
+    is window j of stream b, so batch j holds window j of every stream, and each row continues
+    the same row of the batch before. Items are (x, y, first): `first` marks a stream's first
+    window, where the carried state starts afresh.
+
+    eval=True scores every target exactly once: the split (after a leading bos) is cut into
+    equal streams, the last padded with IGNORE_INDEX targets. For training the tail that does not
+    fill a window is left out, as TrainWindows leaves out a partial window.
+    """
+
+    def __init__(self, ids: np.ndarray | torch.Tensor, block_size: int, streams: int, *, eval: bool, bos_id: int = 0):
+        T, B = block_size, streams
+        if eval:
+            stream = np.concatenate([np.array([bos_id], dtype=np.int64), np.asarray(ids, dtype=np.int64)])
+            n = len(stream) - 1
+            length = -(-n // B)
+            length = -(-length // T) * T  # whole windows
+            x = np.zeros(B * length, dtype=np.int64)
+            y = np.full(B * length, IGNORE_INDEX, dtype=np.int64)
+            x[:n], y[:n] = stream[:-1], stream[1:]
+            self.x, self.y = torch.from_numpy(x).view(B, length), torch.from_numpy(y).view(B, length)
+        else:
+            length = (len(ids) - 1) // B // T * T
+            if length == 0:
+                raise GenkitError(
+                    f"The training split has {len(ids)} tokens: too few for {B} streams of one window of {T}; lower "
+                    f"data.batch_size or data.block_size."
+                )
+            ids = ids if isinstance(ids, torch.Tensor) else torch.from_numpy(np.asarray(ids).astype(np.int64))
+            self.x, self.y = ids[: B * length].view(B, length), ids[1 : B * length + 1].view(B, length)
+        self.block_size, self.streams, self.windows = T, B, length // T
+
+    def __len__(self) -> int:
+        return self.windows * self.streams
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k = torch.as_tensor(indices)
+        window, stream = k // self.streams, k % self.streams
+        cols = window[:, None] * self.block_size + torch.arange(self.block_size)  # (n, T)
+        rows = stream[:, None].to(self.x.device)
+        cols = cols.to(self.x.device)
+        return self.x[rows, cols], self.y[rows, cols], (window == 0).to(self.x.device)
+
+    def __getitem__(self, i: int):
+        x, y, first = self.__getitems__([i])
+        return x[0], y[0], first[0]
+
+
 def _read_text(path: Path) -> str:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -155,6 +205,7 @@ class TextDataModule(GenkitDataModule):
         token_unit: str | None = None,
         lowercase: bool = False,
         unknown_chars: str = "error",
+        streams: bool = False,
     ):
         super().__init__()
         if tokenizer not in KINDS:
@@ -181,6 +232,10 @@ class TextDataModule(GenkitDataModule):
         self.max_device_batch, self.on_device, self.seed = max_device_batch, on_device, seed
         self.token_unit = token_unit or tokenizer
         self.lowercase, self.unknown_chars = bool(lowercase), str(unknown_chars)
+        if not isinstance(streams, bool):
+            raise GenkitError(f"data.streams={streams!r} must be true or false.")
+        # batches as side-by-side contiguous streams (StreamWindows), for networks that carry state
+        self.streams = streams
         self.tokenizer = None
         self.tokenizer_from_checkpoint = False
         self.ids: dict[str, np.ndarray] = {}
@@ -328,11 +383,28 @@ class TextDataModule(GenkitDataModule):
         device = data_device(self.trainer, self.on_device, len(ids) * 8)
         if device is not None:  # the token stream on the GPU: windows are gathered there
             ids = torch.from_numpy(np.asarray(ids).astype(np.int64)).to(device)
-        windows = TrainWindows(ids, self.block_size)
+        workers = 0 if device is not None else self.num_workers
         batch = per_process(self.trainer, self.batch_size)
-        return self.training_loader(windows, batch, self.seed, 0 if device is not None else self.num_workers)
+        if self.streams:
+            self._check_streams()
+            windows = StreamWindows(ids, self.block_size, self.batch_size, eval=False)
+            return self.training_loader(windows, batch, self.seed, workers, shuffle=False)
+        return self.training_loader(TrainWindows(ids, self.block_size), batch, self.seed, workers)
+
+    def _check_streams(self) -> None:
+        steps = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
+        if steps > 1:
+            raise GenkitError(
+                f"data.streams=true carries each row's state from one batch to the next, but data.max_device_batch="
+                f"{self.max_device_batch} splits each batch of {self.batch_size} into {steps} accumulation steps; "
+                f"set data.max_device_batch=null (or a smaller data.batch_size), or data.streams=false."
+            )
 
     def _eval_loader(self, split: str) -> DataLoader:
+        if self.streams:
+            windows = StreamWindows(self._split(split), self.block_size, self.eval_batch_size, eval=True,
+                                    bos_id=self.tokenizer.bos_id)  # fmt: skip
+            return self.evaluation_loader(windows, self.eval_batch_size, self.num_workers)
         windows = EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id)
         return self.evaluation_loader(windows, self.eval_batch_size, self.num_workers)
 

@@ -70,6 +70,11 @@ class LanguageModelNet(Protocol):
     def compile_units(self) -> list[nn.Module]:
         """The submodules that trainer.compile=true compiles in place (may be none)."""
 
+    def carry(self, cache: Any, keep: torch.Tensor | None = None) -> Any:
+        """What the next window of the same rows starts from, given the cache this window ended
+        with (no gradient flows back through it); rows where `keep` is False start afresh. None
+        where the cache cannot carry over (a transformer's positions restart each window)."""
+
 
 class GPT(GenerativeModel):
     modality = "text"
@@ -99,6 +104,9 @@ class GPT(GenerativeModel):
         self.token_unit = token_unit
         # token-weighted means, so perplexity is per token however the batches fall
         self.val_nll, self.test_nll = MeanMetric(), MeanMetric()
+        # per stage, the cache the last batch of side-by-side streams left (net.carry); a resumed
+        # run starts its streams afresh
+        self._carried: dict[str, Any] = {}
 
     def adapt_starting_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A run with a longer context starts this one with its first block_size positions."""
@@ -116,26 +124,33 @@ class GPT(GenerativeModel):
         for unit in self.net.compile_units():
             unit.compile()
 
-    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch
-        h, _ = self.net.hidden(x)  # (B, T, C)
+    def _loss(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch[0], batch[1]
+        start = None
+        if len(batch) == 3:
+            # side-by-side streams (data.streams=true): each row continues the same row of the
+            # stage's previous batch, except where batch[2] marks a stream's first window
+            start = self.net.carry(self._carried.get(stage), keep=~batch[2])
+        h, end = self.net.hidden(x, start)  # (B, T, C)
+        if len(batch) == 3:
+            self._carried[stage] = self.net.carry(end)
         loss = linear_cross_entropy(h.flatten(0, 1), self.net.lm_head.weight, y.flatten(), IGNORE_INDEX)
         return loss, (y != IGNORE_INDEX).sum()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._loss(batch)
+        loss, _ = self._loss(batch, "train")
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def _eval_step(self, batch, metric: MeanMetric) -> None:
-        loss, n_tokens = self._loss(batch)
+    def _eval_step(self, batch, stage: str, metric: MeanMetric) -> None:
+        loss, n_tokens = self._loss(batch, stage)
         metric.update(loss, weight=n_tokens)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_nll)
+        self._eval_step(batch, "val", self.val_nll)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_nll)
+        self._eval_step(batch, "test", self.test_nll)
 
     def _log_eval(self, stage: str, metric: MeanMetric) -> None:
         nll = metric.compute()

@@ -69,6 +69,20 @@ class LSTMLanguageModel(nn.Module):
         lstm = sum(p.numel() for p in self.lstm.parameters())
         return 6 * (lstm + self.lm_head.weight.numel())
 
+    def carry(self, cache: LSTMState | None, keep: torch.Tensor | None = None) -> LSTMState | None:
+        """The state to read the next window of the same rows from (data.streams=true: truncated
+        backpropagation through time, so detached), zero in rows where keep is False (a stream's
+        first window); None when there is none or the rows changed."""
+        if cache is None:
+            return None
+        h, c = cache
+        if keep is not None:
+            if keep.shape[0] != h.shape[1]:
+                return None
+            mask = keep.to(h.dtype)[None, :, None]
+            h, c = h * mask, c * mask
+        return h.detach(), c.detach()
+
     def compile_units(self) -> list[nn.Module]:
         """Nothing to compile: TorchDynamo does not trace into nn.LSTM (a graph break), and the
         LSTM is already one fused ATen / cuDNN kernel; what remains (embedding, dropout) gains

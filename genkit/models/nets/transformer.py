@@ -145,6 +145,11 @@ class Transformer(nn.Module):
         n = sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
         return 6 * n + 12 * self.n_layer * self.block_size * self.n_embd
 
+    def carry(self, cache: KVCache | None, keep: torch.Tensor | None = None) -> None:
+        """Nothing carries over to the next window: learned positions restart at 0 (data.streams
+        only orders the windows for a transformer)."""
+        return None
+
     def compile_units(self) -> list[nn.Module]:
         """The pieces that trainer.compile=true compiles in place: each block (one graph, reused by
         every block; training calls `hidden`, which calls the blocks, not `forward`)."""
