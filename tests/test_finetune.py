@@ -78,7 +78,7 @@ def test_a_gpt_starts_from_a_genkit_run_with_its_sizes_and_tokenizer(tmp_path, g
     assert datamodule.decode_batch(torch.tensor([datamodule.prompt_ids("To be, or")])) == ["to be or"]
     # the first training loss of the new run is the starting model's loss on the same batch
     batch = next(iter(datamodule.val_dataloader()))
-    assert torch.equal(source_model._loss(batch)[0], started._loss(batch)[0])
+    assert torch.equal(source_model._loss(batch, "val")[0], started._loss(batch, "val")[0])
 
 
 def test_a_shorter_context_keeps_the_first_positions(tmp_path, gpt_source):
