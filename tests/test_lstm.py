@@ -201,8 +201,8 @@ def test_carried_validation_equals_reading_each_stream_whole(tmp_path):
     cfg = make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN, "data.streams=true", "data.eval_batch_size=4")
     metrics = train(cfg)
     assert math.isfinite(metrics["val/loss"])
-    model = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt").model.eval()
-    datamodule = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt").datamodule
+    loaded = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt")
+    model, datamodule = loaded.model.eval(), loaded.datamodule
     datamodule.setup("fit")
     loader = datamodule.val_dataloader()
     total = count = 0.0
