@@ -245,6 +245,9 @@ def main() -> None:
     if command == "eval":  # its first output would otherwise wait for PyTorch and Lightning (5-8 s)
         print("genkit eval: starting (importing PyTorch and Lightning, then the checkpoint and data)", file=sys.stderr,
               flush=True)  # fmt: skip
+    from genkit.cpu_allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()  # before PyTorch allocates (a SLURM job, started elsewhere, calls it in train)
     fn = getattr(importlib.import_module(module), name)
     _ARGV[:] = sys.argv
     sys.argv = [sys.argv[0], *args[1:]]

@@ -9,10 +9,10 @@ from omegaconf import DictConfig, OmegaConf
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-def _auto_precision() -> str:
+def _auto_precision(accelerator: str = "auto") -> str:
     from genkit.runtime import precision_for  # imports torch: only when a config asks
 
-    return precision_for("auto")
+    return precision_for(accelerator)
 
 
 def _wandb_offline() -> bool:

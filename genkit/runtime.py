@@ -1,8 +1,10 @@
 """Where genkit runs: the one place that picks the device and the precision for train, sample,
 eval and bench.
 
-bf16 autocast on CUDA GPUs; plain fp32 on CPUs, where bf16 was measured ~6x slower (no bf16
-units). Commands that run one model outside a training run (sample, eval) use the same rule.
+bf16 autocast on CUDA GPUs, and on CPUs with AMX tiles (Intel Xeon since Sapphire Rapids), whose
+bf16 matrix units multiply ~4x faster than fp32 (a 768x768 matmul on 2 cores: 1284 against 341
+GFLOP/s); plain fp32 on other CPUs, where bf16 is emulated and slower. Commands that run one model
+outside a training run (sample, eval) use the same rule.
 """
 
 import torch
@@ -13,8 +15,16 @@ def uses_cuda(accelerator: str | None = "auto") -> bool:
     return torch.cuda.is_available() and (accelerator or "auto") in ("auto", "gpu", "cuda")
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles), so bf16 autocast pays."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own probe (CPUID and OS support)
+    return bool(amx and amx())
+
+
 def precision_for(accelerator: str | None = "auto") -> str:
-    return "bf16-mixed" if uses_cuda(accelerator) else "32-true"
+    if uses_cuda(accelerator) or cpu_has_bf16_matmul():
+        return "bf16-mixed"
+    return "32-true"
 
 
 def device_for(accelerator: str | None = "auto") -> torch.device:

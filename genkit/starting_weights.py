@@ -46,11 +46,12 @@ def starting_config(path: Path) -> DictConfig:
     return config_of(load_checkpoint(path), path)
 
 
-def network_setting(path: Path, key: str):
+def network_setting(path: Path, key: str, default=None):
     """A size of the starting run's network (`model.net.<key>`): a GPT started from a genkit run
-    takes its shape from it, as one started from GPT-2 takes it from config.json."""
+    takes its shape from it, as one started from GPT-2 takes it from config.json. `default`: the
+    value for runs whose config has no such key."""
     cfg = starting_config(path)
-    value = OmegaConf.select(cfg, f"model.net.{key}")
+    value = OmegaConf.select(cfg, f"model.net.{key}", default=default)
     if value is None:
         raise GenkitError(
             f"model.init_from={path} is a run of {cfg.model._target_}, whose network has no {key}; a GPT starts "

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from genkit.build import build, scalar_metrics
 from genkit.checkpoints import LAST, resolve_checkpoint
 from genkit.config import user_config_args
+from genkit.cpu_allocator import tune_cpu_allocator
 from genkit.errors import GenkitError, Interrupted
 from genkit.plots import plot_curves
 from genkit.run_status import STATUS_FILE, write_status
@@ -78,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     The run directory records how the run is doing and how it ended (status.json, for `genkit
     runs`), and ends with curves.png however training stopped."""
+    tune_cpu_allocator()
     parts = build(cfg)
     run_dir = Path(cfg.paths.output_dir)
     metric, mode = parts.model.checkpoint_metric or (None, None)

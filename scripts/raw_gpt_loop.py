@@ -44,11 +44,14 @@ def main() -> None:
     parser.add_argument("--data-root", default=None, help="default: GENKIT_DATA_DIR, as genkit")
     parser.add_argument("--out", default="raw_gpt_out", help="where the checkpoint goes")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast on a CPU too (nanoGPT's train.py: on CUDA only)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_ids, val_ids = load_ids(args.data_root, 64)
-    loop = RawGPTLoop(train_ids, val_ids, total_steps=args.steps, seed=args.seed)
+    loop = RawGPTLoop(train_ids, val_ids, total_steps=args.steps, seed=args.seed, bf16=args.bf16)
     best = float("inf")
     t0 = time.perf_counter()
     for it in range(args.steps + 1):

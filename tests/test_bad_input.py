@@ -234,6 +234,7 @@ def test_bad_runs_and_plot_arguments_are_one_paragraph(tmp_path, args, words):
 TEXT_CASES = [
     (["data.streams=maybe"], ["data.streams='maybe'", "true or false"]),
     (["data.streams=true", "data.max_device_batch=4"], ["data.streams=true carries", "data.max_device_batch=null"]),
+    (["model.net.gelu=relu"], ["model.net.gelu='relu'", "tanh", "none"]),
 ]
 
 

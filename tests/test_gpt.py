@@ -180,3 +180,65 @@ def test_linear_cross_entropy_where_the_target_probability_underflows():
     torch.testing.assert_close(torch.autograd.grad(loss, (h, w)), (gh, gw))
     with torch.no_grad():  # evaluation: no gradients, log_softmax
         torch.testing.assert_close(linear_cross_entropy(h, w, y), expected)
+
+
+def test_new_networks_use_the_exact_gelu_and_old_runs_keep_the_tanh_form(tmp_path, monkeypatch):
+    import torch.nn.functional as F
+    from omegaconf import OmegaConf
+
+    import genkit.starting_weights as starting
+    from genkit.models.nets.hf_hub import pretrained_size
+
+    assert make_cfg(tmp_path, *TINY_GPT).model.net.gelu == "none"
+    x = torch.randn(3, 32)
+    for form in ("none", "tanh"):
+        mlp = tiny_net(gelu=form).blocks[0].mlp
+        torch.testing.assert_close(mlp(x), mlp.proj(F.gelu(mlp.fc(x), approximate=form)))
+    assert not torch.allclose(F.gelu(x, approximate="none"), F.gelu(x, approximate="tanh"))
+    # a run saved before model.net.gelu existed was trained with the tanh form
+    monkeypatch.setattr(starting, "starting_checkpoint", lambda _: tmp_path / "old.ckpt")
+    monkeypatch.setattr(starting, "starting_config", lambda _: OmegaConf.create({"model": {"net": {"n_layer": 2}}}))
+    assert pretrained_size("old-run", "gelu", "none") == "tanh"
+    assert pretrained_size("old-run", "n_layer", 4) == 2
+
+
+def test_attention_runs_in_fp32_under_cpu_bf16_autocast():
+    """The CPU flash kernel's bf16 backward is ~8x slower than fp32: genkit's attention upcasts."""
+    from genkit.models.nets.transformer import attention
+
+    q, k, v = (torch.randn(2, 2, 16, 8, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attention(q, k, v, is_causal=True)
+    assert y.dtype == torch.bfloat16
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    torch.testing.assert_close(y.float(), expected, atol=1e-2, rtol=1e-2)
+    y.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16
+
+
+def test_bf16_training_clips_the_gradients_of_fused_optimizers(tmp_path):
+    """Lightning refuses to clip fused optimizers under mixed precision (fp16 unscales in the
+    step); under bf16 nothing is scaled and genkit clips them. GPU recipes rely on it."""
+    import lightning as L
+
+    from genkit.build import build
+
+    seen = []
+
+    def record(optimizer, args, kwargs):  # the gradients the step applied (clipped in its closure)
+        grads = [
+            p.grad.float().norm() for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
+        seen.append((optimizer.defaults.get("fused"), torch.linalg.vector_norm(torch.stack(grads)).item()))
+
+    class Record(L.Callback):
+        def on_train_start(self, trainer, module):
+            trainer.optimizers[0].register_step_post_hook(record)
+
+    cfg = make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_GPT[1:], "trainer.precision=bf16-mixed",
+                   "trainer.gradient_clip_val=0.01")  # fmt: skip
+    parts = build(cfg)
+    parts.trainer.callbacks.append(Record())
+    parts.trainer.fit(parts.model, datamodule=parts.datamodule)
+    assert len(seen) == 6 and all(fused for fused, _ in seen)
+    assert max(norm for _, norm in seen) <= 0.01 * 1.001

@@ -36,6 +36,7 @@ def test_logits_equal_hugging_face(tmp_path, tiny_gpt2):
     folder, hf_model = tiny_gpt2
     cfg = make_cfg(tmp_path, "model=gpt", f"model.init_from={folder}", "data=ptb", "data.block_size=64")
     assert cfg.model.net.n_embd == 32 and cfg.data.vocab_size == hf_model.config.vocab_size
+    assert cfg.model.net.gelu == "tanh"  # GPT-2's approximation; a new network's default is exact
     model = build_model(cfg).eval()
     idx = torch.randint(0, hf_model.config.vocab_size, (2, 40))
     with torch.no_grad():

@@ -2,12 +2,13 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import REPO, needs_shared
+from tests.helpers import REPO, SHARED_DATA, needs_shared
 
 
 @pytest.mark.slow
@@ -17,6 +18,7 @@ def test_time_to_quality_runs_genkit_and_the_plain_loop(tmp_path):
         [sys.executable, str(REPO / "scripts" / "time_to_quality.py"), "--rows", "shakespeare", "--steps", "20",
          "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ttq.json")],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA)},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     (row,) = json.loads((tmp_path / "ttq.json").read_text())["rows"]

@@ -38,6 +38,8 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
 
 from genkit.errors import GenkitError
@@ -99,6 +101,17 @@ class GenerativeModel(L.LightningModule):
             for norm in getattr(self, "frozen_norms", ()):
                 norm.eval()
         return self
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """trainer.gradient_clip_val, also for fused optimizers under bf16 autocast. Lightning
+        refuses to clip them under any mixed precision, because under fp16 they unscale the
+        gradients inside their step; bf16 scales nothing, so they clip as in 32-bit."""
+        plugin = self.trainer.precision_plugin
+        if gradient_clip_val and getattr(plugin, "scaler", False) is None:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def adapt_starting_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A starting run's weights (model.init_from), made to fit this model where the family

@@ -84,7 +84,10 @@ def pretrained_size(name_or_path: str | None, key: str, default):
 
     source = starting_checkpoint(name_or_path)
     if source is not None:
-        return network_setting(source, key)
+        # runs from before model.net.gelu existed used GPT-2's tanh form
+        return network_setting(source, key, default="tanh" if key == "gelu" else None)
     if key == "bias":  # every GPT-2 layer has biases
         return True
+    if key == "gelu":  # GPT-2's approximation ("gelu_new"; gpt2_config refuses other activations)
+        return "tanh"
     return pretrained_config(str(name_or_path))[GPT2_SIZES.get(key, key)]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from genkit.models.gan import discriminator_loss, generator_loss
+from genkit.runtime import precision_for
 
 
 class RawGANLoop:
@@ -28,7 +29,9 @@ class RawGANLoop:
         loss: str = "non_saturating",
         device="cpu",
         seed: int = 0,
+        bf16: bool | None = None,
     ):
+        """bf16: autocast as genkit would on this device (None), or as told."""
         torch.manual_seed(seed)
         self.images, self.batch_size, self.device = images, batch_size, device
         self.latent_dim, self.loss = latent_dim, loss
@@ -38,6 +41,7 @@ class RawGANLoop:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas, fused=fused)
         self.order, self.pos = torch.randperm(len(images), device=images.device), 0
         self.device_type = torch.device(device).type
+        self.bf16 = precision_for(self.device_type) == "bf16-mixed" if bf16 is None else bf16
 
     def batch(self) -> torch.Tensor:
         if self.pos + self.batch_size > len(self.order):
@@ -48,13 +52,13 @@ class RawGANLoop:
 
     def step(self) -> tuple[float, float]:
         real = self.batch()
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.device_type == "cuda"):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
             fake = self.G(torch.randn(real.shape[0], self.latent_dim, device=self.device))
             d_loss = discriminator_loss(self.loss, self.D(real), self.D(fake.detach()))
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.device_type == "cuda"):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
             g_loss = generator_loss(self.loss, self.D(fake))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genkit.models.nets.transformer import Transformer
+from genkit.runtime import precision_for
 
 
 class RawGPTLoop:
@@ -30,6 +31,7 @@ class RawGPTLoop:
         n_embd=128,
         dropout=0.0,
         bias=False,
+        gelu="none",
         lr=1e-3,
         min_lr=1e-4,
         warmup=100,
@@ -39,13 +41,16 @@ class RawGPTLoop:
         device="cpu",
         seed=1337,
         net: nn.Module | None = None,
+        bf16: bool | None = None,
     ):
-        """The network has the given sizes, or is `net` (a copy of a genkit GPT's, for `genkit bench`)."""
+        """The network has the given sizes, or is `net` (a copy of a genkit GPT's, for `genkit bench`).
+        bf16: autocast as genkit would on this device (None), or as told (nanoGPT's train.py: on
+        CUDA only)."""
         torch.manual_seed(seed)
         self.train_ids, self.val_ids = train_ids.to(device), val_ids.to(device)
         self.T, self.B, self.device = block_size, batch_size, device
         if net is None:
-            net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout, bias=bias)
+            net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout, bias=bias, gelu=gelu)
         self.net = net.to(device).train()
         decay = [p for p in self.net.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.net.parameters() if p.dim() < 2]
@@ -53,6 +58,7 @@ class RawGPTLoop:
         self.opt = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device != "cpu")
         self.lr, self.min_lr, self.warmup, self.total = lr, min_lr, warmup, total_steps
         self.device_type = torch.device(device).type
+        self.bf16 = precision_for(self.device_type) == "bf16-mixed" if bf16 is None else bf16
         self.it = 0
 
     def lr_at(self, it: int) -> float:
@@ -72,7 +78,7 @@ class RawGPTLoop:
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.it)
         x, y = self.batch()
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.device_type == "cuda"):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
             logits, _ = self.net(x)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         self.opt.zero_grad(set_to_none=True)
