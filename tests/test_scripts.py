@@ -30,3 +30,35 @@ def test_time_to_quality_runs_genkit_and_the_plain_loop(tmp_path):
     assert "| `genkit train experiment=gpt_shakespeare_char_cpu` |" in out.stdout
     raw_log = (tmp_path / "work" / "raw_shakespeare_0.log").read_text()
     assert "step 0: train" in raw_log and (tmp_path / "work" / "raw_shakespeare_0" / "ckpt.pt").is_file()
+
+
+@pytest.mark.slow
+@needs_shared("ptb")
+def test_time_to_quality_ptb_row_runs_genkit_and_the_word_language_model_loop(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "time_to_quality.py"), "--rows", "ptb", "--steps", "5",
+         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ttq.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "ttq.json").read_text())["rows"]
+    assert row["command"] == "genkit train experiment=lstm_ptb"
+    assert row["reference"] == "python scripts/raw_lstm_loop.py"
+    # a few steps from a uniform guess over 10,000 words: both scored the whole test split
+    assert 300 < row["value"] < 10_000 and 300 < row["reference_value"] < 10_000
+    raw_log = (tmp_path / "work" / "raw_lstm.log").read_text()
+    assert raw_log.count("val ppl") == 6 and '"epochs": 6' in raw_log
+
+
+@pytest.mark.slow
+@needs_shared("tinyshakespeare")
+def test_the_plain_gpt_loop_runs_in_bf16_when_asked(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "raw_gpt_loop.py"), "--bf16", "--steps", "5", "--out", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 5 and 2.0 < result["val_loss"] < 4.5
