@@ -3,7 +3,7 @@ eval and bench.
 
 bf16 autocast on CUDA GPUs, and on CPUs with AMX tiles (Intel Xeon since Sapphire Rapids), whose
 bf16 matrix units multiply ~4x faster than fp32 (a 768x768 matmul on 2 cores: 1284 against 341
-GFLOP/s); plain fp32 on other CPUs, where bf16 is emulated and slower. Commands that run one model
+GFLOP/s); plain fp32 on other CPUs, which have no bf16 matrix units. Commands that run one model
 outside a training run (sample, eval) use the same rule.
 """
 

@@ -76,7 +76,7 @@ def test_cpu_trainer_is_bf16_only_with_bf16_matrix_units(tmp_path, monkeypatch):
     assert make_cfg(tmp_path, "trainer=cpu").trainer.precision == expected
     assert make_cfg(tmp_path, "trainer=ddp_cpu").trainer.precision == expected
     assert make_cfg(tmp_path, "trainer=gpu").trainer.precision == "bf16-mixed"
-    # a CPU without AMX tiles emulates bf16 (slower than fp32): 32-bit
+    # a CPU without AMX tiles has no bf16 matrix units: 32-bit
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert make_cfg(tmp_path, "trainer=cpu").trainer.precision == "32-true"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
