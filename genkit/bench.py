@@ -112,7 +112,8 @@ def bench(cfg: DictConfig) -> dict:
         genkit_rates.append(time_genkit(cfg, parts, cfg.warmup, cfg.steps))
         device = model.device
         if cfg.compare and round_ == 0:
-            loop = model.reference_loop(datamodule.reference_data(), cfg.data.batch_size, device)
+            bf16 = str(cfg.trainer.precision).startswith("bf16")
+            loop = model.reference_loop(datamodule.reference_data(), cfg.data.batch_size, device, bf16)
             if loop is None and cfg.compare is True:
                 kind = "class-conditional " if model.conditional else ""
                 raise GenkitError(

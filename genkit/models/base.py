@@ -23,8 +23,9 @@ To add a family, subclass GenerativeModel and:
    family (the VAE's `nll_samples`); `configure_test(options, device)` applies them and returns
    what it used, for the report.
 7. Speed: `flops_per_step(batch_size)` (training FLOPs, for MFU in `genkit bench`) and
-   `reference_loop(data, batch_size, device)`, a hand-written PyTorch loop of the same model
-   that `genkit bench compare=true` times against; both optional (None).
+   `reference_loop(data, batch_size, device, bf16)`, a hand-written PyTorch loop of the same
+   model, in the run's precision, that `genkit bench compare=true` times against; both
+   optional (None).
 8. Distributed: set `ddp_find_unused_parameters = True` if a backward pass leaves some
    parameters without gradients (the GAN: each loss reaches one network).
 9. Classes: a model built with `conditional=True` generates by class. It reads the labels of its
@@ -129,10 +130,11 @@ class GenerativeModel(L.LightningModule):
         """Training FLOPs of one optimiser step on a global batch, for MFU; None if unknown."""
         return None
 
-    def reference_loop(self, data: Mapping[str, torch.Tensor], batch_size: int, device: torch.device):
+    def reference_loop(self, data: Mapping[str, torch.Tensor], batch_size: int, device: torch.device, bf16: bool):
         """A hand-written loop with a `step()` method training the same model, or None.
 
-        `data` is the data module's `reference_data()`: whole splits as tensors."""
+        `data` is the data module's `reference_data()`: whole splits as tensors; `bf16`: whether
+        the genkit run autocasts to bf16 (trainer.precision), so the loop does the same."""
         return None
 
 

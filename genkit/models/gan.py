@@ -131,7 +131,7 @@ class GAN(GenerativeModel):
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step("test", batch)
 
-    def reference_loop(self, data, batch_size: int, device: torch.device):
+    def reference_loop(self, data, batch_size: int, device: torch.device, bf16: bool):
         if self.conditional:  # the hand-written loop is the unconditional GAN
             return None
         from genkit.models.reference.gan_loop import RawGANLoop
@@ -147,6 +147,7 @@ class GAN(GenerativeModel):
             betas=tuple(self.optimizer_g.keywords.get("betas", (0.9, 0.999))),
             loss=self.loss,
             device=device,
+            bf16=bf16,
         )
 
     def configure_optimizers(self):

@@ -173,7 +173,7 @@ class GPT(GenerativeModel):
         """The network's training FLOPs per token, for batch_size windows of block_size tokens."""
         return self.net.flops_per_token() * self.net.block_size * batch_size
 
-    def reference_loop(self, data, batch_size: int, device):
+    def reference_loop(self, data, batch_size: int, device, bf16: bool):
         from genkit.models.reference.gpt_loop import RawGPTLoop
 
         if getattr(self.optimizer, "func", self.optimizer) is not torch.optim.AdamW:
@@ -189,6 +189,7 @@ class GPT(GenerativeModel):
             weight_decay=opt.get("weight_decay", 0.0),
             device=device,
             net=copy.deepcopy(self.net),
+            bf16=bf16,
         )
 
     @torch.no_grad()
