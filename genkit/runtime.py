@@ -27,5 +27,10 @@ def precision_for(accelerator: str | None = "auto") -> str:
     return "32-true"
 
 
+def autocasts_bf16(device_type: str) -> bool:
+    """Whether genkit autocasts to bf16 on this kind of device ("cpu", "cuda")."""
+    return precision_for(device_type) == "bf16-mixed"
+
+
 def device_for(accelerator: str | None = "auto") -> torch.device:
     return torch.device("cuda" if uses_cuda(accelerator) else "cpu")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from genkit.models.gan import discriminator_loss, generator_loss
-from genkit.runtime import precision_for
+from genkit.runtime import autocasts_bf16
 
 
 class RawGANLoop:
@@ -41,7 +41,7 @@ class RawGANLoop:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas, fused=fused)
         self.order, self.pos = torch.randperm(len(images), device=images.device), 0
         self.device_type = torch.device(device).type
-        self.bf16 = precision_for(self.device_type) == "bf16-mixed" if bf16 is None else bf16
+        self.bf16 = autocasts_bf16(self.device_type) if bf16 is None else bf16
 
     def batch(self) -> torch.Tensor:
         if self.pos + self.batch_size > len(self.order):

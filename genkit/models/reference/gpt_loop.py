@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genkit.models.nets.transformer import Transformer
-from genkit.runtime import precision_for
+from genkit.runtime import autocasts_bf16
 
 
 class RawGPTLoop:
@@ -58,7 +58,7 @@ class RawGPTLoop:
         self.opt = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device != "cpu")
         self.lr, self.min_lr, self.warmup, self.total = lr, min_lr, warmup, total_steps
         self.device_type = torch.device(device).type
-        self.bf16 = precision_for(self.device_type) == "bf16-mixed" if bf16 is None else bf16
+        self.bf16 = autocasts_bf16(self.device_type) if bf16 is None else bf16
         self.it = 0
 
     def lr_at(self, it: int) -> float:
