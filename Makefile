@@ -40,8 +40,9 @@ bench: install ## time the GAN on MNIST and the GPT on Tiny Shakespeare against 
 	$(BIN)/genkit bench model=gan data=mnist $(ARGS)
 	$(BIN)/genkit bench model=gpt data=tinyshakespeare $(ARGS)
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check; the import layers (import-linter, pyproject.toml)
 	$(BIN)/ruff check genkit tests scripts hydra_plugins
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check genkit tests scripts hydra_plugins
 
 format: install ## apply ruff's fixes and formatting

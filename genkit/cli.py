@@ -21,21 +21,25 @@ from omegaconf import DictConfig, read_write
 from rich.console import Console
 from rich.text import Text
 
-from genkit.config import CONFIG_DIR, user_config_args
+from genkit.config_files import CONFIG_DIR
 from genkit.errors import GenkitError
+from genkit.training.config import user_config_args  # also registers the config resolvers
 
 # command -> (function taking the composed config, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("genkit.train:train_job", "train a model (default: the GAN on MNIST)"),
-    "sample": ("genkit.sample:sample", "generate from a trained checkpoint"),
-    "eval": ("genkit.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
-    "export": ("genkit.export:export", "write a run's weights as one checkpoint (merge=true: LoRA folded in)"),
-    "bench": ("genkit.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
+    "train": ("genkit.commands.train:train_job", "train a model (default: the GAN on MNIST)"),
+    "sample": ("genkit.commands.sample:sample", "generate from a trained checkpoint"),
+    "eval": ("genkit.commands.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
+    "export": ("genkit.commands.export:export", "write a run's weights as one checkpoint (merge=true: LoRA folded in)"),
+    "bench": ("genkit.commands.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
 }
 # commands that read run directories and take plain arguments (no Hydra config)
 PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
-    "runs": ("genkit.runs:list_runs", "list the runs under ./outputs: status, steps, best metric (--json)"),
-    "plot": ("genkit.runs:plot_command", "several runs on one chart: genkit plot <runs or sweep> metric=val/loss"),
+    "runs": ("genkit.commands.runs:list_runs", "list the runs under ./outputs: status, steps, best metric (--json)"),
+    "plot": (
+        "genkit.commands.runs:plot_command",
+        "several runs on one chart: genkit plot <runs or sweep> metric=val/loss",
+    ),
 }
 
 USAGE = """usage: genkit <command> [key=value ...] [-m] [--cfg job] [--help]
@@ -209,7 +213,6 @@ def _task(command: str, fn: Callable[[DictConfig], object]) -> Callable[[DictCon
 
 
 def main() -> None:
-    from genkit import config  # noqa: F401  (registers the config resolvers)
     from genkit.quiet import quiet_libraries
 
     quiet_libraries()
@@ -245,7 +248,7 @@ def main() -> None:
     if command == "eval":  # its first output would otherwise wait for PyTorch and Lightning (5-8 s)
         print("genkit eval: starting (importing PyTorch and Lightning, then the checkpoint and data)", file=sys.stderr,
               flush=True)  # fmt: skip
-    from genkit.cpu_allocator import tune_cpu_allocator
+    from genkit.training.cpu_allocator import tune_cpu_allocator
 
     tune_cpu_allocator()  # before PyTorch allocates (a SLURM job, started elsewhere, calls it in train)
     fn = getattr(importlib.import_module(module), name)

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from genkit.config import CONFIG_DIR
+from genkit.config_files import CONFIG_DIR
 from genkit.errors import GenkitError
 
 

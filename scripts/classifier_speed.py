@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from genkit.build import build_datamodule
-from genkit.config import compose_config
 from genkit.metrics.classifier import CLASSIFIER_VERSION, train_classifier
+from genkit.training.build import build_datamodule
+from genkit.training.config import compose_config
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ import time
 
 import torch
 
-from genkit.checkpoints import load_model, resolve_checkpoint
+from genkit.checkpoints.files import resolve_checkpoint
+from genkit.training.restore import load_model
 
 
 def tokens_per_s(model, prompt: list[int], n: int, new: int, use_cache: bool) -> float:

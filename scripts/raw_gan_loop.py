@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from genkit.config import CONFIG_DIR
+from genkit.config_files import CONFIG_DIR
 from genkit.data.images import ImageDataModule
 from genkit.models.nets.dcgan import Discriminator, Generator
 from genkit.models.reference.gan_loop import RawGANLoop

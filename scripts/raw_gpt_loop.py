@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from genkit.config import CONFIG_DIR  # noqa: E402
+from genkit.config_files import CONFIG_DIR  # noqa: E402
 from genkit.models.reference.gpt_loop import RawGPTLoop  # noqa: E402
 
 

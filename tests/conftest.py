@@ -29,7 +29,7 @@ def tiny_data_root(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gan_checkpoint(tmp_path_factory) -> Path:
     """last.ckpt of a tiny GAN trained 4 steps on tiny MNIST look-alikes (shared, read-only)."""
-    from genkit.train import train
+    from genkit.commands.train import train
 
     tmp = tmp_path_factory.mktemp("gan")
     root = tmp / "data"
@@ -41,7 +41,7 @@ def tiny_gan_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt_checkpoint(tmp_path_factory) -> Path:
     """last.ckpt of a one-layer GPT trained 2 steps on a small corpus (shared, read-only)."""
-    from genkit.train import train
+    from genkit.commands.train import train
 
     tmp = tmp_path_factory.mktemp("gpt")
     train(make_cfg(tmp, *tiny_text_run(tmp), "trainer.max_steps=2", "trainer.max_epochs=1"))
@@ -51,7 +51,7 @@ def tiny_gpt_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cdiffusion_checkpoint(tmp_path_factory) -> Path:
     """last.ckpt of a tiny class-conditional diffusion model (4 steps on tiny MNIST look-alikes)."""
-    from genkit.train import train
+    from genkit.commands.train import train
 
     tmp = tmp_path_factory.mktemp("cdiffusion")
     root = tmp / "data"

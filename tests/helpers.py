@@ -10,8 +10,8 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from genkit.config import compose_config
 from genkit.data.idx import write_idx
+from genkit.training.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GENKIT_DATA_DIR") or REPO.parent / "shared" / "data").resolve()

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from genkit.build import build_model
+from genkit.training.build import build_model
 from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli, tiny_text_run
 
 # each runs the whole bench command: minutes together, so in the slow tier

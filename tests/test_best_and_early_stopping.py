@@ -4,8 +4,8 @@ eval, and early stopping on the same metric (off by default), across a resume.""
 import pytest
 import torch
 
-from genkit.checkpoints import CheckpointError, resolve_checkpoint
-from genkit.train import train
+from genkit.checkpoints.files import CheckpointError, resolve_checkpoint
+from genkit.commands.train import train
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg
 
 # a VAE that validates every epoch of 2 steps: val/loss ranks its checkpoints

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from genkit.checkpoints import config_of, load_checkpoint
+from genkit.checkpoints.files import config_of, load_checkpoint
 from genkit.data.cifar import read_cifar_split
 from genkit.errors import DataUnavailableError, GenkitError
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from genkit.train import train
+from genkit.commands.train import train
 from tests.helpers import REPO, TINY_IMAGE_RUN, cli_in_process, make_cfg
 
 FAMILIES = {

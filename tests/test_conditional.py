@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from genkit.checkpoints import load_model
 from genkit.data.images import ImageDataModule, save_grid
 from genkit.errors import GenkitError
 from genkit.metrics.image_scores import class_accuracy
@@ -17,6 +16,7 @@ from genkit.models.diffusion import Diffusion, guided
 from genkit.models.nets import conv_vae, dcgan, mlp, unet
 from genkit.models.optim import build_optimizer
 from genkit.models.vae import VAE
+from genkit.training.restore import load_model
 from tests.helpers import cli_in_process
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -217,7 +217,7 @@ def test_unconditional_checkpoint_written_before_conditioning_still_loads(tmp_pa
 
 
 def test_fashion_classes_by_name_through_the_cli(tmp_path, tiny_data_root):
-    from genkit.train import train
+    from genkit.commands.train import train
     from tests.helpers import TINY_IMAGE_RUN, make_cfg
 
     overrides = ("model=gan", "model.conditional=true", "data=fashion_mnist", f"data.root={tiny_data_root}")
@@ -233,7 +233,7 @@ def test_fashion_classes_by_name_through_the_cli(tmp_path, tiny_data_root):
 
 @pytest.mark.parametrize("family", ["vae", "gan"])
 def test_conditional_vae_and_gan_train_sample_and_eval(tmp_path, tiny_data_root, family):
-    from genkit.train import train
+    from genkit.commands.train import train
     from tests.helpers import TINY_IMAGE_RUN, make_cfg
 
     extra = ["model.test_nll_samples=4"] if family == "vae" else []

@@ -5,8 +5,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from genkit.build import build, build_model
-from genkit.config import CONFIG_DIR
+from genkit.config_files import CONFIG_DIR
+from genkit.training.build import build, build_model
 from tests.helpers import make_cfg
 
 
@@ -86,7 +86,7 @@ def test_cpu_trainer_is_bf16_only_with_bf16_matrix_units(tmp_path, monkeypatch):
 def test_the_cpu_allocator_keeps_freed_memory():
     import sys
 
-    from genkit.cpu_allocator import tune_cpu_allocator
+    from genkit.training.cpu_allocator import tune_cpu_allocator
 
     assert tune_cpu_allocator() is sys.platform.startswith("linux")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from genkit.checkpoints import load_checkpoint
-from genkit.train import train
+from genkit.checkpoints.files import load_checkpoint
+from genkit.commands.train import train
 from tests.helpers import cli_in_process, make_cfg
 
 TINY_RUN = (

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from genkit.build import build_model
+from genkit.commands.train import train
 from genkit.models.diffusion import beta_schedule
-from genkit.train import train
+from genkit.training.build import build_model
 from tests.helpers import TINY_IMAGE_RUN, make_cfg
 
 SMALL_UNET = ("model=diffusion", "model.net.base=8", "model.sample_steps=3", "model.timesteps=10")
@@ -38,7 +38,7 @@ def test_samplers_shapes_and_range(tmp_path, sampler, steps):
 def test_ema_follows_the_trained_weights(tmp_path, tiny_data_root):
     cfg = make_cfg(tmp_path, *SMALL_UNET, f"data.root={tiny_data_root}", *TINY_IMAGE_RUN)
     train(cfg)
-    from genkit.checkpoints import load_model
+    from genkit.training.restore import load_model
 
     model, _, _ = load_model(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt")
     live = torch.cat([p.flatten() for p in model.process.net.parameters()])

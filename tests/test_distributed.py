@@ -2,7 +2,7 @@
 
 import pytest
 
-from genkit.checkpoints import load_checkpoint
+from genkit.checkpoints.files import load_checkpoint
 from tests.helpers import TINY_IMAGE_RUN, needs_shared, run_cli, tiny_text_run
 
 pytestmark = pytest.mark.slow

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
+from genkit.commands.train import train
 from genkit.errors import GenkitError
 from genkit.metrics.classifier import DomainClassifier, domain_classifier
 from genkit.metrics.image_scores import classifier_scores
 from genkit.models.vae import nll_samples
-from genkit.train import train
 from tests.helpers import TINY_IMAGE_RUN, make_cfg, needs_shared, run_cli
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from genkit.build import build_datamodule, build_model
-from genkit.checkpoints import load_model
+from genkit.checkpoints.starting_weights import starting_checkpoint
+from genkit.commands.train import train
 from genkit.errors import GenkitError
-from genkit.starting_weights import starting_checkpoint
-from genkit.train import train
+from genkit.training.build import build_datamodule, build_model
+from genkit.training.restore import load_model
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg
 
 SOURCE_TEXT = "\n".join(f"the quick brown fox {i % 7} jumps over the lazy dog" for i in range(400))

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from genkit.build import build_model
-from genkit.checkpoints import load_checkpoint
+from genkit.checkpoints.files import load_checkpoint
+from genkit.commands.train import train
 from genkit.models.nets.transformer import Transformer, filter_logits, sample_next
-from genkit.train import train
+from genkit.training.build import build_model
 from tests.helpers import make_cfg, needs_shared, run_cli, tiny_text_run
 
 TINY_GPT = (
@@ -186,8 +186,8 @@ def test_new_networks_use_the_exact_gelu_and_old_runs_keep_the_tanh_form(tmp_pat
     import torch.nn.functional as F
     from omegaconf import OmegaConf
 
-    import genkit.starting_weights as starting
-    from genkit.models.nets.hf_hub import pretrained_size
+    import genkit.checkpoints.hub as hub
+    import genkit.checkpoints.starting_weights as starting
 
     assert make_cfg(tmp_path, *TINY_GPT).model.net.gelu == "none"
     x = torch.randn(3, 32)
@@ -196,10 +196,10 @@ def test_new_networks_use_the_exact_gelu_and_old_runs_keep_the_tanh_form(tmp_pat
         torch.testing.assert_close(mlp(x), mlp.proj(F.gelu(mlp.fc(x), approximate=form)))
     assert not torch.allclose(F.gelu(x, approximate="none"), F.gelu(x, approximate="tanh"))
     # a run saved before model.net.gelu existed was trained with the tanh form
-    monkeypatch.setattr(starting, "starting_checkpoint", lambda _: tmp_path / "old.ckpt")
+    monkeypatch.setattr(hub, "starting_checkpoint", lambda _: tmp_path / "old.ckpt")
     monkeypatch.setattr(starting, "starting_config", lambda _: OmegaConf.create({"model": {"net": {"n_layer": 2}}}))
-    assert pretrained_size("old-run", "gelu", "none") == "tanh"
-    assert pretrained_size("old-run", "n_layer", 4) == 2
+    assert hub.pretrained_size("old-run", "gelu", "none") == "tanh"
+    assert hub.pretrained_size("old-run", "n_layer", 4) == 2
 
 
 def test_attention_runs_in_fp32_under_cpu_bf16_autocast():
@@ -221,7 +221,7 @@ def test_bf16_training_clips_the_gradients_of_fused_optimizers(tmp_path):
     step); under bf16 nothing is scaled and genkit clips them. GPU recipes rely on it."""
     import lightning as L
 
-    from genkit.build import build
+    from genkit.training.build import build
 
     seen = []
 

@@ -5,9 +5,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from genkit.build import build_model  # noqa: E402
+from genkit.commands.train import train  # noqa: E402
 from genkit.data.tokenizers import BPETokenizer  # noqa: E402
-from genkit.train import train  # noqa: E402
+from genkit.training.build import build_model  # noqa: E402
 from tests.helpers import make_cfg  # noqa: E402
 
 TEXT = "\n".join(f"sentence number {i} says hello to the tiny model" for i in range(300))

@@ -177,7 +177,7 @@ def test_bad_folders_are_one_paragraph(tmp_path, folder, overrides, words):
 
 
 def test_a_conditional_gan_trains_on_a_folder_and_draws_a_colour_grid(tmp_path):
-    from genkit.train import train
+    from genkit.commands.train import train
 
     folder = tmp_path / "shapes"
     make_image_folder.write_image_folder(folder, n=72, size=40, classes=3)

@@ -4,10 +4,10 @@ family; shapes that do not fit are one paragraph, or skipped and listed with ini
 import pytest
 import torch
 
-from genkit.build import build_model
-from genkit.checkpoints import load_model
+from genkit.checkpoints.starting_weights import starting_checkpoint
 from genkit.errors import GenkitError
-from genkit.starting_weights import starting_checkpoint
+from genkit.training.build import build_model
+from genkit.training.restore import load_model
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg
 
 FAMILIES = {
@@ -18,7 +18,7 @@ FAMILIES = {
 
 
 def train_source(tmp_path, root, *overrides):
-    from genkit.train import train
+    from genkit.commands.train import train
 
     train(make_cfg(tmp_path / "source", f"data.root={root}", *TINY_IMAGE_RUN, *overrides))
     return tmp_path / "source" / "outputs" / "run"

@@ -8,12 +8,13 @@ import math
 import pytest
 import torch
 
-from genkit.build import build_model
-from genkit.checkpoints import load_checkpoint, load_model
+from genkit.checkpoints.files import load_checkpoint
+from genkit.commands.train import train
 from genkit.errors import GenkitError
 from genkit.models.nets.lstm import LSTMLanguageModel
 from genkit.models.nets.transformer import Transformer
-from genkit.train import train
+from genkit.training.build import build_model
+from genkit.training.restore import load_model
 from tests.helpers import cli_in_process, make_cfg, tiny_text_run
 
 LSTM = "model/lm_net@model.net=lstm"

@@ -7,9 +7,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 
-from genkit.build import build_model
-from genkit.config import CONFIG_DIR
+from genkit.config_files import CONFIG_DIR
 from genkit.models.nets import mlp
+from genkit.training.build import build_model
 from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli
 
 FAMILIES = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))

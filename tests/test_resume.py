@@ -10,9 +10,8 @@ import sys
 import pytest
 import torch
 
-from genkit.callbacks.checkpoint import AtomicCheckpointIO, CheckpointWriteError
-from genkit.checkpoints import load_checkpoint
-from genkit.train import train
+from genkit.checkpoints.files import AtomicCheckpointIO, CheckpointWriteError, load_checkpoint
+from genkit.commands.train import train
 from tests.helpers import REPO, TINY_IMAGE_RUN, cli_in_process, make_cfg, run_cli, wait_for
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genkit.train import train
+from genkit.commands.train import train
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg, tiny_text_run
 
 
@@ -60,7 +60,7 @@ def test_runs_end_with_curves_and_a_sweep_plots_on_one_chart(tmp_path, tiny_data
     assert len(runs) == 2 and all((r / "curves.png").is_file() for r in runs)
     assert all(json.loads((r / "status.json").read_text())["status"] == "finished" for r in runs)
 
-    from genkit.plots import run_labels
+    from genkit.runs.plots import run_labels
 
     assert run_labels(runs) == ["lr=0.0001", "lr=0.0002"]
     chart = tmp_path / "lr.png"
@@ -100,7 +100,7 @@ def test_eval_reports_progress_and_two_evals_train_the_classifier_once(tmp_path,
         "import json, sys, logging; logging.basicConfig(level=logging.INFO)\n"
         "from genkit.metrics.classifier import domain_classifier\n"
         "from tests.helpers import make_cfg, TINY_IMAGE_RUN\n"
-        "from genkit.build import build_datamodule\n"
+        "from genkit.training.build import build_datamodule\n"
         "from pathlib import Path\n"
         f"cfg = make_cfg(Path(sys.argv[1]), 'data.root={tiny_data_root}', *TINY_IMAGE_RUN)\n"
         f"_, record = domain_classifier(build_datamodule(cfg), epochs=3, cache_dir=Path('{tmp_path / 'cache'}'))\n"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from genkit.checkpoints import load_checkpoint
+from genkit.checkpoints.files import load_checkpoint
 from tests.helpers import REPO, TINY_IMAGE_RUN, run_cli, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from genkit.checkpoints import load_checkpoint
+from genkit.checkpoints.files import load_checkpoint
 from tests.helpers import TINY_IMAGE_RUN, run_cli, tiny_text_run
 
 
@@ -96,7 +96,7 @@ class _FakeTrainer:
 def test_pruning_stops_a_trial_worse_than_the_median(tmp_path):
     import optuna
 
-    from genkit.callbacks.pruning import OptunaPruning
+    from genkit.training.pruning import OptunaPruning
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="s", storage=storage, pruner=optuna.pruners.MedianPruner(1, 0))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from genkit.checkpoints import config_of, load_checkpoint
-from genkit.train import train
+from genkit.checkpoints.files import config_of, load_checkpoint
+from genkit.commands.train import train
 from tests.helpers import SHARED_DATA, TINY_IMAGE_RUN, make_cfg, needs_shared
 
 
@@ -23,7 +23,7 @@ def test_gan_trains_on_tiny_data(tmp_path, tiny_data_root, loss):
 
 def test_gan_sample_shapes_and_range(tmp_path):
     cfg = make_cfg(tmp_path)
-    from genkit.build import build_model
+    from genkit.training.build import build_model
 
     model = build_model(cfg).eval()
     g = torch.Generator().manual_seed(0)

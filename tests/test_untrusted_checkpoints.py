@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
-from genkit.checkpoints import load_model
-from genkit.train import train
-from genkit.trust import shipped_data_config
+from genkit.checkpoints.trust import shipped_data_config
+from genkit.commands.train import train
+from genkit.training.restore import load_model
 from tests.helpers import cli_in_process, make_cfg, tiny_text_run
 
 

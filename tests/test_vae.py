@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from genkit.build import build_model
+from genkit.commands.train import train
 from genkit.models.vae import binarize
-from genkit.train import train
+from genkit.training.build import build_model
 from tests.helpers import TINY_IMAGE_RUN, make_cfg
 
 

@@ -1,8 +1,6 @@
 """Writing checkpoints: atomically, every N steps (the newest `keep` of them), plus `last.ckpt`
 whenever training stops, each carrying the run's config and random-number state."""
 
-import contextlib
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -10,58 +8,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-
-from genkit.errors import GenkitError
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to a temporary file in the same folder, fsync, then rename over the target.
-
-    A rename within one file system is atomic, so a kill at any moment leaves either the old
-    or the new checkpoint, never a truncated one. (Lightning's own writer stages the file in
-    /tmp and copies it across file systems, which is not atomic.)
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as err:
-            with contextlib.suppress(OSError):  # the cleanup must not hide what went wrong
-                tmp.unlink(missing_ok=True)
-            raise CheckpointWriteError(
-                f"Could not write the checkpoint {path} ({type(err).__name__}: {err.strerror or err}). Make "
-                f"{path.parent} writable (or free space on its disk); training stopped, and the checkpoints "
-                f"already there are intact."
-            ) from None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        from genkit.checkpoints import load_checkpoint
-
-        return load_checkpoint(path)
-
-
-class CheckpointWriteError(GenkitError):
-    """A checkpoint could not be written (read-only folder, full disk)."""
-
 
 # exceptions that stop a healthy run: its state is worth saving (unlike a NaN or a crash)
 INTERRUPTIONS = (SIGTERMException, KeyboardInterrupt)

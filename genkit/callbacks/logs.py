@@ -2,7 +2,7 @@
 
 import lightning as L
 
-from genkit.csv_logger import RunCSVLogger
+from genkit.runs.csv_logger import RunCSVLogger
 
 
 class ForgetRedoneSteps(L.Callback):

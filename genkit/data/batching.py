@@ -24,7 +24,7 @@ def keep_batch(batch):
 
 def per_process(trainer: L.Trainer | None, global_batch: int, *, accumulated: bool = True) -> int:
     """This process's share of a global batch, split further (training batches) into the trainer's
-    gradient-accumulation steps, which genkit.build.build_trainer sets from data.max_device_batch."""
+    gradient-accumulation steps, which genkit.training.build.build_trainer sets from data.max_device_batch."""
     if trainer is None:
         return global_batch
     world, steps = trainer.world_size, trainer.accumulate_grad_batches if accumulated else 1

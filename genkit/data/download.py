@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from genkit.checkpoints.trust import check_mirror, check_plain_name
 from genkit.errors import ChecksumError, DataUnavailableError
-from genkit.trust import check_mirror, check_plain_name
 
 log = logging.getLogger(__name__)
 

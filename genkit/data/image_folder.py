@@ -189,7 +189,7 @@ def decode_folder(folder: Path, listing: Listing, channels: int, size: int) -> d
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         images = pool.map(_read_or_none, paths, [channels] * len(paths), [size] * len(paths))
         if len(paths) > PROGRESS_FROM:
-            from genkit.callbacks.progress import tracked
+            from genkit.console import tracked
 
             images = tracked(images, len(paths), f"decoding the images of {folder}:")
         images = list(images)

@@ -17,13 +17,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 
+from genkit.checkpoints.trust import check_plain_name
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, per_process
 from genkit.data.cifar import read_cifar_split
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx_split
 from genkit.errors import GenkitError
-from genkit.trust import check_plain_name
 
 log = logging.getLogger(__name__)
 

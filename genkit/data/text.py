@@ -12,19 +12,22 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from genkit.checkpoints.files import load_checkpoint
+from genkit.checkpoints.hub import pretrained_dir
+from genkit.checkpoints.starting_weights import starting_checkpoint
+from genkit.checkpoints.trust import check_plain_name
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
-from genkit.models.nets.hf_hub import pretrained_dir
-from genkit.trust import check_plain_name
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,19 @@ def write_text(samples: list[str], path: str | Path) -> Path:
     return path
 
 
+@lru_cache
+def starting_tokenizer(path: Path):
+    """The tokenizer a text run saved in its checkpoint: fine-tuning data is encoded with it, so
+    token ids mean what they meant to the starting model."""
+    state = load_checkpoint(path).get("TextDataModule") or {}
+    if "tokenizer" not in state:
+        raise GenkitError(
+            f"{path} carries no tokenizer (it is not a run on text), so text cannot be encoded as its model "
+            f"expects; start from a GPT run."
+        )
+    return tokenizer_from_json(json.loads(state["tokenizer"]))
+
+
 class TextDataModule(GenkitDataModule):
     """Token streams for language models.
 
@@ -263,8 +279,6 @@ class TextDataModule(GenkitDataModule):
             return self.tokenizer
         if not self.pretrained_tokenizer:
             return None
-        from genkit.starting_weights import starting_checkpoint, starting_tokenizer
-
         source = starting_checkpoint(self.pretrained_tokenizer)
         if source is not None:
             self.source_tokenizer = source

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from filelock import FileLock, Timeout
 from torch import nn
 
-from genkit.callbacks.progress import tracked
+from genkit.console import tracked
 from genkit.data.download import default_data_root, sha256_of
 from genkit.data.images import ImageDataModule
 

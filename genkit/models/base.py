@@ -62,7 +62,7 @@ class GenerativeModel(L.LightningModule):
     #: generates by class (set from the config's `conditional`), and how many classes
     conditional: bool = False
     num_classes: int = 0
-    #: fine-tuning with LoRA (genkit.finetune): the layers that get adapters unless
+    #: fine-tuning with LoRA (genkit.training.finetune): the layers that get adapters unless
     #: finetune.lora.targets names others (globs of module names), and parameters that still
     #: train in full beside the adapters
     lora_targets: ClassVar[tuple[str, ...]] = ()
@@ -96,7 +96,7 @@ class GenerativeModel(L.LightningModule):
 
     def train(self, mode: bool = True):
         """As nn.Module.train, but batch norms that fine-tuning froze keep their running statistics
-        (genkit.finetune sets frozen_norms): a frozen layer computes exactly what it did."""
+        (genkit.training.finetune sets frozen_norms): a frozen layer computes exactly what it did."""
         super().train(mode)
         if mode:
             for norm in getattr(self, "frozen_norms", ()):

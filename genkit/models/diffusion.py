@@ -243,7 +243,7 @@ class Diffusion(GenerativeModel):
         # EMA with a warm-up, so early samples are not dominated by the random initialisation
         step = self.global_step
         decay = min(self.ema_decay, (1 + step) / (10 + step))
-        # only what trains: a frozen weight keeps its averaged value (fine-tuning, genkit.finetune)
+        # only what trains: a frozen weight keeps its averaged value (fine-tuning, genkit.training.finetune)
         pairs = [
             (e, p)
             for e, p in zip(self.ema_net.parameters(), self.process.net.parameters(), strict=True)

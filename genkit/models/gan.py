@@ -8,29 +8,13 @@ import copy
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genkit.models.base import GenerativeModel, class_count
+from genkit.models.gan_losses import LOSSES, discriminator_loss, generator_loss
 from genkit.models.nets.conditioning import conditioned
 from genkit.models.optim import build_optimizer
-
-LOSSES = ("non_saturating", "hinge")
-
-
-def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    if kind == "hinge":
-        # Lim & Ye 2017: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    # Goodfellow et al. 2014, eq. 1: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), on logits
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
-
-
-def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
-    if kind == "hinge":
-        return -fake.mean()
-    # the non-saturating loss of Goodfellow et al. 2014, sec. 3: maximise log D(G(z))
-    return F.softplus(-fake).mean()
+from genkit.models.reference.gan_loop import RawGANLoop
 
 
 def _no_closure() -> None:
@@ -134,8 +118,6 @@ class GAN(GenerativeModel):
     def reference_loop(self, data, batch_size: int, device: torch.device, bf16: bool):
         if self.conditional:  # the hand-written loop is the unconditional GAN
             return None
-        from genkit.models.reference.gan_loop import RawGANLoop
-
         return RawGANLoop(
             data["train"].to(device),
             generator=copy.deepcopy(self.generator),

@@ -20,7 +20,9 @@ from torchmetrics import MeanMetric
 from genkit.data.text import IGNORE_INDEX
 from genkit.models.base import GenerativeModel
 from genkit.models.linear_cross_entropy import linear_cross_entropy
+from genkit.models.nets.hf_gpt2 import load_gpt2_weights
 from genkit.models.optim import build_optimizer
+from genkit.models.reference.gpt_loop import RawGPTLoop
 
 
 def _without_nulls(optimizer: Callable) -> Callable:
@@ -95,8 +97,6 @@ class GPT(GenerativeModel):
         super().__init__()
         if init_from:
             # the weights of a Hugging Face GPT-2 (a hub id or a local folder)
-            from genkit.models.nets.hf_gpt2 import load_gpt2_weights
-
             load_gpt2_weights(net, init_from)
         self.net = net
         self.optimizer = _without_nulls(optimizer)
@@ -174,8 +174,6 @@ class GPT(GenerativeModel):
         return self.net.flops_per_token() * self.net.block_size * batch_size
 
     def reference_loop(self, data, batch_size: int, device, bf16: bool):
-        from genkit.models.reference.gpt_loop import RawGPTLoop
-
         if getattr(self.optimizer, "func", self.optimizer) is not torch.optim.AdamW:
             return None  # the hand-written loop is nanoGPT's, with AdamW: no like-for-like comparison
         opt = self.optimizer.keywords

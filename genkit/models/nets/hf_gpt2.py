@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from genkit.checkpoints.hub import GPT2_SIZES, pretrained_config, pretrained_dir
 from genkit.errors import GenkitError
-from genkit.models.nets.hf_hub import GPT2_SIZES, pretrained_config, pretrained_dir
 from genkit.models.nets.transformer import Transformer
 
 log = logging.getLogger(__name__)

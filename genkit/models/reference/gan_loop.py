@@ -8,7 +8,7 @@ runs it on its own.
 import torch
 from torch import nn
 
-from genkit.models.gan import discriminator_loss, generator_loss
+from genkit.models.gan_losses import discriminator_loss, generator_loss
 from genkit.runtime import autocasts_bf16
 
 

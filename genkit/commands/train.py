@@ -11,13 +11,13 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from genkit.build import build, scalar_metrics
-from genkit.checkpoints import LAST, resolve_checkpoint
-from genkit.config import user_config_args
-from genkit.cpu_allocator import tune_cpu_allocator
+from genkit.checkpoints.files import LAST, resolve_checkpoint
 from genkit.errors import GenkitError, Interrupted
-from genkit.plots import plot_curves
-from genkit.run_status import STATUS_FILE, write_status
+from genkit.runs.plots import plot_curves
+from genkit.runs.status import STATUS_FILE, write_status
+from genkit.training.build import build, scalar_metrics
+from genkit.training.config import user_config_args
+from genkit.training.cpu_allocator import tune_cpu_allocator
 
 log = logging.getLogger("genkit")
 

@@ -4,6 +4,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from genkit.checkpoints.starting_weights import network_setting, starting_checkpoint
 from genkit.errors import GenkitError
 
 # what genkit reads from a GPT-2 checkpoint folder
@@ -80,8 +81,6 @@ def pretrained_size(name_or_path: str | None, key: str, default):
     run), or `default` when there is none."""
     if not name_or_path:
         return default
-    from genkit.starting_weights import network_setting, starting_checkpoint
-
     source = starting_checkpoint(name_or_path)
     if source is not None:
         # runs from before model.net.gelu existed used GPT-2's tanh form

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from genkit.config import CONFIG_DIR
+from genkit.config_files import CONFIG_DIR
 from genkit.errors import GenkitError
 
 TRUSTED_TARGETS = (
@@ -25,6 +25,12 @@ TRUSTED_TARGETS = (
 )
 # the functions among genkit's own config targets (everything else a checkpoint builds is a class)
 TRUSTED_FUNCTIONS = ("genkit.callbacks.progress.progress_bar",)
+# where classes that checkpoints name moved to (old module prefix -> new): a checkpoint written
+# before a move names the old path, and opens as if it named the new one. One row per move.
+MOVED_TARGETS = {
+    # 2026-12: the CSV logger joined the run's other records in genkit.runs
+    "genkit.csv_logger.": "genkit.runs.csv_logger.",
+}
 # mirrors that tests serve on this machine
 LOCAL_MIRRORS = ("http://127.0.0.1", "http://localhost")
 
@@ -43,6 +49,25 @@ def _targets(node) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _targets(item)
+
+
+def with_current_targets(node):
+    """A stored config (plain containers) with every moved `_target_` renamed (MOVED_TARGETS)."""
+    if isinstance(node, dict):
+        return {
+            key: _current(value) if key == "_target_" and isinstance(value, str) else with_current_targets(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [with_current_targets(item) for item in node]
+    return node
+
+
+def _current(target: str) -> str:
+    for old, new in MOVED_TARGETS.items():
+        if target.startswith(old):
+            return new + target[len(old) :]
+    return target
 
 
 def _strings(node) -> Iterator[str]:

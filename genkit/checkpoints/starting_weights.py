@@ -7,7 +7,6 @@ tensors whose names and shapes match and lists the others (e.g. the class embedd
 conditional model started from an unconditional one).
 """
 
-import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint
 from genkit.errors import GenkitError
 
 log = logging.getLogger("genkit")
@@ -32,8 +32,6 @@ def starting_checkpoint(init_from) -> Path | None:
         or path.is_dir()
         and any((path / d / "last.ckpt").is_file() for d in ("checkpoints", "."))
     ):
-        from genkit.checkpoints import resolve_checkpoint  # genkit.checkpoints builds models itself
-
         return resolve_checkpoint(path, ".")
     return None
 
@@ -41,8 +39,6 @@ def starting_checkpoint(init_from) -> Path | None:
 @lru_cache
 def starting_config(path: Path) -> DictConfig:
     """The run config stored in the starting checkpoint (read once per process)."""
-    from genkit.checkpoints import config_of, load_checkpoint
-
     return config_of(load_checkpoint(path), path)
 
 
@@ -60,25 +56,7 @@ def network_setting(path: Path, key: str, default=None):
     return value
 
 
-@lru_cache
-def starting_tokenizer(path: Path):
-    """The tokenizer a text run saved in its checkpoint: fine-tuning data is encoded with it, so
-    token ids mean what they meant to the starting model."""
-    from genkit.checkpoints import load_checkpoint
-    from genkit.data.tokenizers import tokenizer_from_json
-
-    state = load_checkpoint(path).get("TextDataModule") or {}
-    if "tokenizer" not in state:
-        raise GenkitError(
-            f"{path} carries no tokenizer (it is not a run on text), so text cannot be encoded as its model "
-            f"expects; start from a GPT run."
-        )
-    return tokenizer_from_json(json.loads(state["tokenizer"]))
-
-
 def load_starting_weights(model: nn.Module, path: Path, strict: bool = True) -> None:
-    from genkit.checkpoints import load_checkpoint
-
     source = model.adapt_starting_weights(load_checkpoint(path)["state_dict"])
     if any("lora_" in k for k in source):
         raise GenkitError(

@@ -17,18 +17,19 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
-from genkit.build import build_datamodule, build_model, evaluation_trainer, scalar_metrics
-from genkit.callbacks.progress import tracked
-from genkit.checkpoints import config_of, load_checkpoint, load_model, resolve_checkpoint, run_dir_of
+from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint, run_dir_of
+from genkit.checkpoints.starting_weights import starting_checkpoint
+from genkit.commands.report import write_report
+from genkit.console import tracked
 from genkit.data.images import ImageDataModule
 from genkit.errors import GenkitError
 from genkit.metrics.classifier import CLASSIFIER_VERSION, domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
 from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
 from genkit.options import check_family_options, check_options
-from genkit.report import write_report
 from genkit.runtime import device_for
-from genkit.starting_weights import starting_checkpoint
+from genkit.training.build import build_datamodule, build_model, evaluation_trainer, scalar_metrics
+from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 

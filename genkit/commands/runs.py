@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from genkit.errors import GenkitError
-from genkit.plots import find_runs, plot_runs, read_metrics
-from genkit.run_status import current_status, read_status
+from genkit.runs.plots import find_runs, plot_runs, read_metrics
+from genkit.runs.status import current_status, read_status
 
 RUNS_USAGE = "usage: genkit runs [dir] [--json]   (dir: default ./outputs, or $GENKIT_OUTPUT_DIR)"
 PLOT_USAGE = "usage: genkit plot <run dir or sweep dir> [...] [metric=val/loss] [out=plot.png]"

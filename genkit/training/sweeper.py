@@ -15,7 +15,7 @@ syntax as that plugin, so its configs carry over:
 Every trial is one Hydra job through the configured launcher (local, or SLURM with submitit),
 so trials run in parallel with `n_jobs` > 1 on a cluster. Trials report their validation metric
 to the study (stored in SQLite in the sweep directory, which every job can reach), and the
-pruner stops bad trials early (genkit.callbacks.pruning).
+pruner stops bad trials early (genkit.training.pruning).
 """
 
 import logging

@@ -17,9 +17,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from genkit.build import build, build_trainer
+from genkit.commands.report import write_report
 from genkit.errors import GenkitError
-from genkit.report import write_report
+from genkit.training.build import build, build_trainer
 
 log = logging.getLogger("genkit")
 

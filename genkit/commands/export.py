@@ -11,11 +11,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genkit.callbacks.checkpoint import AtomicCheckpointIO
-from genkit.checkpoints import config_of, load_checkpoint, load_model, resolve_checkpoint
+from genkit.checkpoints.files import AtomicCheckpointIO, config_of, load_checkpoint, resolve_checkpoint
 from genkit.errors import GenkitError
-from genkit.finetune import merge_lora
 from genkit.options import check_options
+from genkit.training.finetune import merge_lora
+from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 

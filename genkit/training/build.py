@@ -13,18 +13,19 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from genkit.callbacks.checkpoint import AtomicCheckpointIO, ConfigInCheckpoint, RNGStateInCheckpoint
+from genkit.callbacks.checkpoint import ConfigInCheckpoint, RNGStateInCheckpoint
 from genkit.callbacks.guards import StopOnNonFiniteLoss
 from genkit.callbacks.logs import ForgetRedoneSteps
 from genkit.callbacks.preemption import SaveOnPreemption
 from genkit.callbacks.progress import progress_bar
+from genkit.checkpoints.files import AtomicCheckpointIO
+from genkit.checkpoints.starting_weights import load_starting_weights, starting_checkpoint
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
-from genkit.finetune import apply_finetune
 from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
 from genkit.runtime import precision_for, uses_cuda
-from genkit.starting_weights import load_starting_weights, starting_checkpoint
+from genkit.training.finetune import apply_finetune
 
 # keys of the trainer config that genkit handles itself rather than passing to lightning.Trainer
 GENKIT_TRAINER_KEYS = ("compile", "matmul_precision", "channels_last")
@@ -220,7 +221,7 @@ def training_callbacks(cfg: DictConfig) -> list:
     ]
     callbacks = [*_instantiate_group(cfg.get("callbacks")), *always]
     if cfg.get("optuna"):  # a trial of genkit's Optuna sweeper: report to its study, maybe stop early
-        from genkit.callbacks.pruning import OptunaPruning
+        from genkit.training.pruning import OptunaPruning
 
         callbacks.append(OptunaPruning(**cfg.optuna, monitor=cfg.optimized_metric))
     return callbacks

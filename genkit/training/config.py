@@ -1,12 +1,15 @@
-"""Where genkit's configs live and the config resolvers they use."""
+"""Composing genkit's configs: the resolvers they use, and compose_config for scripts and tests.
+
+The resolvers reach into data sets and checkpoints (a folder's class names, a pretrained
+network's sizes), so they live here, above both; genkit.config_files holds the folder itself."""
 
 import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-# genkit/configs links to the top-level configs/ folder and ships inside the package
-CONFIG_DIR = Path(__file__).parent / "configs"
+from genkit.config_files import CONFIG_DIR
+from genkit.errors import GenkitError
 
 
 def _auto_precision(accelerator: str = "auto") -> str:
@@ -48,8 +51,6 @@ def _conditional_classes(conditional: bool, num_classes: int | None) -> int:
 def _required(key: str, what: str):
     """`${required:model.init_from,<what>}`: a recipe's value that the user must give (Hydra's
     `???` cannot say this: merged over a default, it leaves the default in place)."""
-    from genkit.errors import GenkitError
-
     raise GenkitError(f"{key} has no value, and this recipe needs one: pass {key}=<{what}>.")
 
 
@@ -72,13 +73,18 @@ def user_config_args(hydra_cfg) -> list[str]:
     return args + [o for o in hydra_cfg.overrides.hydra if o.lstrip("+").startswith("hydra.searchpath=")]
 
 
-def register_resolvers() -> None:
-    from genkit.models.nets.hf_hub import pretrained_size
+def _pretrained(name_or_path: str | None, key: str, default):
+    """`${pretrained:${model.init_from},<size>,<default>}`: a size of the starting network."""
+    from genkit.checkpoints.hub import pretrained_size  # imports torch: only when a config asks
 
+    return pretrained_size(name_or_path, key, default)
+
+
+def register_resolvers() -> None:
     resolvers = {
         "auto_precision": _auto_precision,
         "wandb_offline": _wandb_offline,
-        "pretrained": pretrained_size,
+        "pretrained": _pretrained,
         "family": _family,
         "conditional_classes": _conditional_classes,
         "required": _required,

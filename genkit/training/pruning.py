@@ -15,9 +15,10 @@ class OptunaPruning(L.Callback):
         pruner_startup_trials: int = 3,
         pruner_warmup_steps: int = 0,
     ):
+        # optuna (and the sweeper that wraps it) load only in a trial of an Optuna sweep
         import optuna
 
-        from genkit.sweeper import make_pruner
+        from genkit.training.sweeper import make_pruner
 
         self.monitor = monitor
         study = optuna.load_study(

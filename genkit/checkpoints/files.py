@@ -1,19 +1,17 @@
-"""Finding a run's checkpoint, reading it, and rebuilding the model it holds.
+"""Checkpoint files: finding a run's checkpoint, reading it (as data, never as code), and
+writing it atomically. Rebuilding the model a checkpoint holds is genkit.training.restore's."""
 
-(Writing checkpoints is genkit.callbacks.checkpoint's.)"""
-
-from collections.abc import Iterable
+import contextlib
+import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from lightning.fabric.plugins import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
 
-from genkit.build import build_datamodule, build_model
-from genkit.errors import CheckpointError
-from genkit.models.base import GenerativeModel
-from genkit.trust import check_config, shipped_data_config
+from genkit.checkpoints.trust import with_current_targets
+from genkit.errors import CheckpointError, GenkitError
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
@@ -96,41 +94,48 @@ def config_of(checkpoint: dict[str, Any], path: str | Path) -> DictConfig:
             f"{path} is not a genkit checkpoint (it carries no genkit run config); "
             f"pass a checkpoint written by `genkit train`."
         )
-    return OmegaConf.create(meta["config"])
+    # classes that moved since the checkpoint was written open under their current names
+    return OmegaConf.create(with_current_targets(meta["config"]))
 
 
-class LoadedRun(NamedTuple):
-    model: GenerativeModel
-    datamodule: L.LightningDataModule
-    config: DictConfig
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to a temporary file in the same folder, fsync, then rename over the target.
+
+    A rename within one file system is atomic, so a kill at any moment leaves either the old
+    or the new checkpoint, never a truncated one. (Lightning's own writer stages the file in
+    /tmp and copies it across file systems, which is not atomic.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # the cleanup must not hide what went wrong
+                tmp.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint {path} ({type(err).__name__}: {err.strerror or err}). Make "
+                f"{path.parent} writable (or free space on its disk); training stopped, and the checkpoints "
+                f"already there are intact."
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return load_checkpoint(path)
 
 
-def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_root: str | None = None) -> LoadedRun:
-    """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode.
-
-    The checkpoint's config is data, not code (genkit.trust): only trusted classes are built,
-    data sets live under this machine's data root (`data_root`, else $GENKIT_DATA_DIR, else the
-    user cache), and a built-in data set's files and checksums are genkit's own."""
-    checkpoint = load_checkpoint(path)
-    run_cfg = config_of(checkpoint, path)
-    check_config(run_cfg, f"The config of checkpoint {path}", trusted_targets)
-    with open_dict(run_cfg):
-        run_cfg.data.root = data_root
-        if "cache_dir" in run_cfg.data:
-            run_cfg.data.cache_dir = None
-        # a built-in data set's folder holds only its official files: genkit's list and checksums
-        shipped = shipped_data_config(run_cfg.data.get("folder") or run_cfg.data.get("name"))
-        if shipped is not None and "files" in shipped:
-            run_cfg.data.files, run_cfg.data.mirrors = shipped.files, shipped.mirrors
-        if run_cfg.model.get("init_from"):
-            # `model.init_from` names the weights a run started from; the checkpoint holds its own
-            run_cfg.model.init_from = None
-        # compiling is a training speed-up: eval and sample run the plain networks
-        run_cfg.trainer.compile = False
-    model = build_model(run_cfg, report=False)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    datamodule = build_datamodule(run_cfg)
-    # what the data module saved of itself (a text model's tokenizer): sampling needs no data files
-    datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__) or {})
-    return LoadedRun(model, datamodule, run_cfg)
+class CheckpointWriteError(GenkitError):
+    """A checkpoint could not be written (read-only folder, full disk)."""

@@ -7,11 +7,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from genkit.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from genkit.checkpoints.files import resolve_checkpoint, run_dir_of
 from genkit.errors import GenkitError
 from genkit.models.base import sample_from
 from genkit.options import check_family_options, check_options
 from genkit.runtime import device_for
+from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 

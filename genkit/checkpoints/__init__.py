@@ -1,0 +1,1 @@
+"""Checkpoint files: finding, reading and writing them, what genkit trusts in them, starting weights."""

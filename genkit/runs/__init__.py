@@ -1,0 +1,1 @@
+"""A run directory's record: its status, its metrics log and its curves."""

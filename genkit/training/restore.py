@@ -1,0 +1,51 @@
+"""Rebuilding the model (and data module) that a genkit checkpoint holds, for sample, eval and
+export: the stored config is checked (genkit.checkpoints.trust), then built as a training run is."""
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import lightning as L
+from omegaconf import DictConfig, open_dict
+
+from genkit.checkpoints.files import config_of, load_checkpoint
+from genkit.checkpoints.trust import check_config, shipped_data_config
+from genkit.models.base import GenerativeModel
+from genkit.training.build import build_datamodule, build_model
+
+
+class LoadedRun(NamedTuple):
+    model: GenerativeModel
+    datamodule: L.LightningDataModule
+    config: DictConfig
+
+
+def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_root: str | None = None) -> LoadedRun:
+    """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode.
+
+    The checkpoint's config is data, not code (genkit.checkpoints.trust): only trusted classes are built,
+    data sets live under this machine's data root (`data_root`, else $GENKIT_DATA_DIR, else the
+    user cache), and a built-in data set's files and checksums are genkit's own."""
+    checkpoint = load_checkpoint(path)
+    run_cfg = config_of(checkpoint, path)
+    check_config(run_cfg, f"The config of checkpoint {path}", trusted_targets)
+    with open_dict(run_cfg):
+        run_cfg.data.root = data_root
+        if "cache_dir" in run_cfg.data:
+            run_cfg.data.cache_dir = None
+        # a built-in data set's folder holds only its official files: genkit's list and checksums
+        shipped = shipped_data_config(run_cfg.data.get("folder") or run_cfg.data.get("name"))
+        if shipped is not None and "files" in shipped:
+            run_cfg.data.files, run_cfg.data.mirrors = shipped.files, shipped.mirrors
+        if run_cfg.model.get("init_from"):
+            # `model.init_from` names the weights a run started from; the checkpoint holds its own
+            run_cfg.model.init_from = None
+        # compiling is a training speed-up: eval and sample run the plain networks
+        run_cfg.trainer.compile = False
+    model = build_model(run_cfg, report=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    datamodule = build_datamodule(run_cfg)
+    # what the data module saved of itself (a text model's tokenizer): sampling needs no data files
+    datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__) or {})
+    return LoadedRun(model, datamodule, run_cfg)
