@@ -4,7 +4,7 @@ python scripts/make_image_folder.py <out dir> [--n 5000] [--size 64] [--classes 
 
 Each class is one shape in one colour (red circles, green squares, blue triangles, ...) at a
 random place and size on a random pale background, so that a model has something to learn and a
-grid of samples shows at a glance whether it did. Used by tests/test_image_folder.py and to time
+grid of samples shows at a glance whether it did. Used by tests/unit/data/test_image_folder.py and to time
 the decoding and the cache.
 """
 

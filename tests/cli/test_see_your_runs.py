@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from genkit.commands.train import train
-from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg, tiny_text_run
+from tests.helpers import REPO, TINY_IMAGE_RUN, cli_in_process, make_cfg, tiny_text_run
 
 
 def _tensorboard_tags(folder: Path) -> dict:
@@ -106,7 +106,7 @@ def test_eval_reports_progress_and_two_evals_train_the_classifier_once(tmp_path,
         f"_, record = domain_classifier(build_datamodule(cfg), epochs=3, cache_dir=Path('{tmp_path / 'cache'}'))\n"
         "print('TRAINED_NOW', record['trained_now'])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code, str(tmp_path / f"p{i}")],

@@ -128,7 +128,7 @@ def test_a_gan_fine_tunes_with_its_discriminators_first_layer_fixed(tmp_path, ti
         assert torch.equal(before[name], after[name]) == name.startswith("discriminator.net.0."), name
 
 
-# the same tiny image runs as tests/test_init_from.py
+# the same tiny image runs as tests/unit/training/test_init_from.py
 IMAGE_FAMILIES = {
     "gan": ("model=gan",),
     "vae": ("model=vae", "model.test_nll_samples=2"),
