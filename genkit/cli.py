@@ -251,7 +251,13 @@ def main() -> None:
     from genkit.training.cpu_allocator import tune_cpu_allocator
 
     tune_cpu_allocator()  # before PyTorch allocates (a SLURM job, started elsewhere, calls it in train)
-    fn = getattr(importlib.import_module(module), name)
+    command_module = importlib.import_module(module)
+    # after the checks above: the families' declarations import PyTorch and Lightning
+    from genkit.commands.options import register as register_options
+
+    fn = getattr(command_module, name)
+    # the command's options and its families', each from its one declaration (genkit.options)
+    register_options(command, COMMANDS[command][1], command_module.OPTIONS, config_dirs(args[1:]))
     _ARGV[:] = sys.argv
     sys.argv = [sys.argv[0], *args[1:]]
     app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task(command, fn))

@@ -17,11 +17,24 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from genkit.commands.options import check_values
 from genkit.commands.report import write_report
 from genkit.errors import GenkitError
+from genkit.options import Option, one_of, whole_number
 from genkit.training.build import build, build_trainer
 
 log = logging.getLogger("genkit")
+
+# bench's own options, beside the whole training config of `genkit train`
+OPTIONS = {
+    "steps": Option(50, "steady-state steps timed after the warm-up", whole_number(1)),
+    "warmup": Option(10, "steps run before timing (compile, allocator and cudnn warm up there)", whole_number(0)),
+    "rounds": Option(3, "rounds, alternating with the hand-written loop; the median counts", whole_number(1)),
+    "compare": Option(
+        "auto", "also time the hand-written loop of scripts/ (gan, gpt): auto, true, false", one_of("auto", True, False)
+    ),
+    "out": Option(None, "where to write the report (default: <run_dir>/bench.json)", shown="out=<file>"),
+}
 
 # dense bf16 tensor-core peaks (FLOP/s), by device name
 PEAK_BF16 = {
@@ -102,6 +115,7 @@ def time_raw(loop, device: torch.device, warmup: int, steps: int) -> float:
 
 
 def bench(cfg: DictConfig) -> dict:
+    check_values("bench", cfg, OPTIONS)
     parts = build(cfg, with_trainer=False)
     model, datamodule = parts.model, parts.datamodule
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

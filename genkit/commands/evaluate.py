@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint, run_dir_of
 from genkit.checkpoints.starting_weights import starting_checkpoint
+from genkit.commands.options import CHECKPOINT_OPTIONS, check_family_options, check_options, family_choices
 from genkit.commands.report import write_report
 from genkit.console import tracked
 from genkit.data.images import ImageDataModule
@@ -26,18 +27,30 @@ from genkit.errors import GenkitError
 from genkit.metrics.classifier import CLASSIFIER_VERSION, domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
 from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
-from genkit.options import check_family_options, check_options
+from genkit.options import BOOLEAN, Option, one_of, whole_number
 from genkit.runtime import device_for
 from genkit.training.build import build_datamodule, build_model, evaluation_trainer, scalar_metrics
 from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 
-# keys of configs/eval.yaml that are this command's own; the others are options for the family
-EVAL_KEYS = (
-    "ckpt", "which", "n_samples", "batch_size", "seed", "real", "inception", "inception_weights",
-    "classifier_epochs", "out", "paths", "data", "trusted_targets", "data_root",
-)  # fmt: skip
+# this command's own options; a family declares its own (GenerativeModel.test_options: the VAE's
+# nll_samples, diffusion's guidance)
+OPTIONS = {
+    **CHECKPOINT_OPTIONS,
+    "n_samples": Option(10000, "generated images scored against the test split", whole_number(1)),
+    "batch_size": Option(500, "images generated and scored at once", whole_number(1)),
+    "seed": Option(0, "the random seed of the generated images", whole_number(0)),
+    "real": Option(False, "score real training images instead of a model (the FID floor; with data=<set>)", BOOLEAN),
+    "inception": Option(
+        "auto", "the standard Inception-v3 FID: auto (GPUs only), true, false", one_of("auto", True, False)
+    ),
+    "inception_weights": Option(None, "torch-fidelity's Inception weights file, for offline use"),
+    "classifier_epochs": Option(
+        None, "epochs of the domain classifier, trained once per data set (null: the data's)", whole_number(1)
+    ),
+    "out": Option(None, "where to write the report (default: <run>/eval.json)", shown="out=<file>"),
+}
 
 
 def _generated(
@@ -159,7 +172,7 @@ def _resolved_start(start: str) -> Path | None:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    check_options("eval", cfg)
+    check_options("eval", cfg, OPTIONS)
     t0 = time.perf_counter()
     device = device_for("auto")
     if cfg.real:
@@ -174,7 +187,7 @@ def evaluate(cfg: DictConfig) -> dict:
         log.info("No ckpt given: evaluating the newest run, %s" if cfg.ckpt is None else "Evaluating %s", path)
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
-        options = {k: v for k, v in cfg.items() if k not in EVAL_KEYS}
+        options = family_choices("eval", cfg, OPTIONS)
         check_family_options("eval", options, model.test_options, type(model).__name__)
         results.update(_scores(cfg, model, datamodule, run_cfg, options, device))
         out = Path(cfg.out or run_dir_of(path) / "eval.json")

@@ -12,16 +12,23 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genkit.checkpoints.files import AtomicCheckpointIO, config_of, load_checkpoint, resolve_checkpoint
+from genkit.commands.options import CHECKPOINT_OPTIONS, MERGE, check_options
 from genkit.errors import GenkitError
-from genkit.options import check_options
+from genkit.options import Option
 from genkit.training.finetune import merge_lora
 from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 
+OPTIONS = {
+    **CHECKPOINT_OPTIONS,
+    "out": Option(None, "where to write it (required)", shown="out=<file>"),
+    "merge": MERGE,
+}
+
 
 def export(cfg: DictConfig) -> Path:
-    check_options("export", cfg)
+    check_options("export", cfg, OPTIONS)
     if not cfg.out:
         raise GenkitError("genkit export needs out=<file>: where to write the checkpoint, e.g. out=model.ckpt.")
     out = Path(cfg.out).expanduser()

@@ -8,20 +8,27 @@ import torch
 from omegaconf import DictConfig
 
 from genkit.checkpoints.files import resolve_checkpoint, run_dir_of
+from genkit.commands.options import CHECKPOINT_OPTIONS, check_family_options, check_options, family_choices
 from genkit.errors import GenkitError
 from genkit.models.base import sample_from
-from genkit.options import check_family_options, check_options
+from genkit.options import Option, whole_number
 from genkit.runtime import device_for
 from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 
-# keys of configs/sample.yaml that are not options of a model's sample()
-SAMPLE_KEYS = ("ckpt", "which", "n", "seed", "out", "paths", "trusted_targets", "data_root")
+# this command's own options; the family's (prompt, temperature, steps, label, ...) are declared by
+# the family and its data (GenerativeModel.sample_options, GenkitDataModule.input_options)
+OPTIONS = {
+    **CHECKPOINT_OPTIONS,
+    "n": Option(64, "how many samples", whole_number(1)),
+    "seed": Option(0, "the random seed of the noise", whole_number(0)),
+    "out": Option(None, "where to write them (default: <run>/samples/sample_<time>.png or .txt)", shown="out=<file>"),
+}
 
 
 def sample(cfg: DictConfig) -> Path:
-    check_options("sample", cfg)
+    check_options("sample", cfg, OPTIONS)
     path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
     log.info("No ckpt given: sampling from the newest run, %s" if cfg.ckpt is None else "Sampling from %s", path)
     model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
@@ -29,7 +36,7 @@ def sample(cfg: DictConfig) -> Path:
     model.to(device)
 
     # every other key of the sample config is an option for the family (sample_options) or its data
-    options = {k: v for k, v in cfg.items() if k not in SAMPLE_KEYS}
+    options = family_choices("sample", cfg, OPTIONS)
     asked = model.data_inputs(options)
     # an input the model does not ask for (labels of an unconditional model): its options say why
     reasons = {

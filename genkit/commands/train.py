@@ -21,6 +21,9 @@ from genkit.training.cpu_allocator import tune_cpu_allocator
 
 log = logging.getLogger("genkit")
 
+# `genkit train` takes the whole training config (its groups and their keys), no options of its own
+OPTIONS: dict = {}
+
 
 class _Exceptions(L.Callback):
     """Remembers what stopped training (Lightning turns Ctrl-C into a bare exit)."""

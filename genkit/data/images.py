@@ -24,6 +24,7 @@ from genkit.data.cifar import read_cifar_split
 from genkit.data.download import ensure_files, resolve_root
 from genkit.data.idx import read_idx_split
 from genkit.errors import GenkitError
+from genkit.options import Option, Rule
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,30 @@ class ImageDataModule(GenkitDataModule):
     """
 
     modality = "images"
-    input_options = {"images": (), "image_labels": (), "labels": ("label", "labels")}
+    input_options = {
+        "images": {},
+        "image_labels": {},
+        "labels": {
+            "label": Option(
+                None,
+                "n samples of one class: its number or its name, e.g. label=7 or label=sneaker",
+                Rule(
+                    lambda v: isinstance(v, int | str) and not isinstance(v, bool),
+                    "one class: its number or its name, e.g. label=7 or label=sneaker",
+                ),
+                shown="label=7 / label=sneaker",
+            ),
+            "labels": Option(
+                None,
+                "all: one grid row per class (the default), or a list of classes, e.g. labels=[3,7]",
+                Rule(
+                    lambda v: v == "all" or (isinstance(v, Sequence) and not isinstance(v, str) and len(v) > 0),
+                    "all or a list of classes, e.g. labels=all or labels=[3,7]",
+                ),
+                shown="labels=all",
+            ),
+        },
+    }
     input_help = {
         "labels": "it was trained without class labels (model.conditional=false), so it does not generate "
         "by class; genkit's image families do when trained with model.conditional=true"

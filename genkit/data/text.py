@@ -28,6 +28,7 @@ from genkit.data.batching import data_device, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
+from genkit.options import TEXT, Option
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class TextDataModule(GenkitDataModule):
     modality = "text"
     throughput_unit = "tokens"
     sample_suffix = ".txt"
-    input_options = {"prompt_ids": ("prompt",)}
+    input_options = {"prompt_ids": {"prompt": Option("", "the text to continue", TEXT, shown='prompt="..."')}}
 
     def __init__(
         self,

@@ -10,8 +10,10 @@ To add a family, subclass GenerativeModel and:
    `configure_optimizers`. Log `val/<metric>` and `test/<metric>`; name the metric that ranks
    checkpoints in `checkpoint_metric` (for early stopping and a best checkpoint).
 2. Generate: `sample(n, *, generator=None, **options)` returns images (n, C, H, W) in [-1, 1]
-   or token ids (n, T), on the model's device. `sample_options` lists the keyword options
-   `genkit sample` may pass to it (e.g. GPT: temperature, top_k; diffusion: steps).
+   or token ids (n, T), on the model's device. `sample_options` declares the keyword options
+   `genkit sample` may pass to it (genkit.options.Option: default, rule, help line; e.g. GPT:
+   temperature, top_k; diffusion: steps): `genkit sample` takes them, checks them and lists them
+   in its --help from this one declaration.
 3. Ask the data for inputs through one hook: `data_inputs(options)` names what `sample` needs
    from the data set for these options (`prompt_ids`, `images`); the data module makes them
    (`GenkitDataModule.sample_input`) and they arrive as keyword arguments of `sample`.
@@ -19,7 +21,7 @@ To add a family, subclass GenerativeModel and:
 5. List its networks in `networks()`; `compile_networks()` (trainer.compile=true) compiles
    each of them in place, so checkpoints keep plain parameter names. Override only to compile
    finer pieces (GPT compiles each block).
-6. Evaluation options: `test_options` names the options of `genkit eval` that concern this
+6. Evaluation options: `test_options` declares the options of `genkit eval` that concern this
    family (the VAE's `nll_samples`); `configure_test(options, device)` applies them and returns
    what it used, for the report.
 7. Speed: `flops_per_step(batch_size)` (training FLOPs, for MFU in `genkit bench`) and
@@ -44,19 +46,20 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
 
 from genkit.errors import GenkitError
+from genkit.options import Option
 
 
 class GenerativeModel(L.LightningModule):
     #: "images" (batches of (images, labels)) or "text" (batches of (ids, next ids))
     modality: ClassVar[str] = "images"
     #: keyword options of `sample` that `genkit sample` and the sample-grid callback pass on
-    sample_options: ClassVar[tuple[str, ...]] = ()
+    sample_options: ClassVar[dict[str, Option]] = {}
     #: the validation metric that ranks checkpoints, and whether lower or higher is better
     checkpoint_metric: ClassVar[tuple[str, str] | None] = ("val/loss", "min")
     #: names of the optimizers configure_optimizers returns, in order (learning rates log as lr/<name>)
     optimizer_names: ClassVar[tuple[str, ...]] = ()
     #: options of `genkit eval` that this family reads in configure_test
-    test_options: ClassVar[tuple[str, ...]] = ()
+    test_options: ClassVar[dict[str, Option]] = {}
     #: set when a backward pass leaves parameters without gradients (DDP must then look for them)
     ddp_find_unused_parameters: ClassVar[bool] = False
     #: generates by class (set from the config's `conditional`), and how many classes

@@ -22,6 +22,7 @@ from torch import nn
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel, class_count
 from genkit.models.optim import build_optimizer
+from genkit.options import Option, number, one_of, whole_number
 
 
 def beta_schedule(kind: str, timesteps: int) -> torch.Tensor:
@@ -153,9 +154,22 @@ def guided(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, *, labels: torch.
     return unconditional + (1 + guidance) * (conditional - unconditional)
 
 
+# conditional models: the classifier-free guidance weight, for genkit sample and genkit eval alike
+GUIDANCE = Option(
+    None,
+    "classifier-free guidance weight of a conditional model (null: the model's; 0: none)",
+    number(lambda v: v >= 0, "a number of at least 0 (0: no classifier-free guidance)"),
+)
+
+
 class Diffusion(GenerativeModel):
-    sample_options = ("steps", "sampler", "eta", "guidance")
-    test_options = ("guidance",)
+    sample_options = {
+        "steps": Option(None, "sampler steps (DDIM; null: the model's sample_steps)", whole_number(1)),
+        "sampler": Option(None, "ddim or ddpm (all of the training steps; null: the model's)", one_of("ddim", "ddpm")),
+        "eta": Option(0.0, "DDIM's noise (0: deterministic)", number(lambda v: v >= 0, "a number of at least 0")),
+        "guidance": GUIDANCE,
+    }
+    test_options = {"guidance": GUIDANCE}
     # the U-Net's convolutions and attention projections; the EMA copy follows (adapters_added)
     lora_targets = ("process.net.*.conv1", "process.net.*.conv2", "process.net.*.qkv", "process.net.*.proj")
 

@@ -23,6 +23,7 @@ from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.nets.hf_gpt2 import load_gpt2_weights
 from genkit.models.optim import build_optimizer
 from genkit.models.reference.gpt_loop import RawGPTLoop
+from genkit.options import BOOLEAN, Option, number, whole_number
 
 
 def _without_nulls(optimizer: Callable) -> Callable:
@@ -80,7 +81,21 @@ class LanguageModelNet(Protocol):
 
 class GPT(GenerativeModel):
     modality = "text"
-    sample_options = ("max_new_tokens", "temperature", "top_k", "top_p", "use_cache")
+    sample_options = {
+        "max_new_tokens": Option(200, "tokens to generate", whole_number(1)),
+        "temperature": Option(
+            1.0,
+            "0 picks the likeliest token, higher is more random",
+            number(lambda v: v >= 0, "a number of at least 0"),
+        ),
+        "top_k": Option(None, "sample from the k likeliest tokens", whole_number(1)),
+        "top_p": Option(
+            None,
+            "sample from the likeliest tokens that make up mass p",
+            number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+        ),
+        "use_cache": Option(True, "reuse attention keys and values across tokens (false: recompute)", BOOLEAN),
+    }
     # the attention and MLP projections of every block (LoRA's usual choice for GPT-2); an LSTM
     # network has none of these, and peft cannot adapt nn.LSTM: finetune.lora then stops, naming them
     lora_targets = ("net.blocks.*.attn.qkv", "net.blocks.*.attn.proj", "net.blocks.*.mlp.fc", "net.blocks.*.mlp.proj")

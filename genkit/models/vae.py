@@ -17,6 +17,7 @@ from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel, class_count
 from genkit.models.nets.conditioning import conditioned
 from genkit.models.optim import build_optimizer
+from genkit.options import Option, Rule, one_of, whole_number
 
 log = logging.getLogger("genkit")
 
@@ -57,9 +58,22 @@ def nll_samples(requested: int | str | None, model_default: int, device: str) ->
 
 
 class VAE(GenerativeModel):
-    sample_options = ("mode", "steps")
+    sample_options = {
+        "mode": Option(
+            "prior",
+            "prior, reconstruct (validation images beside their reconstructions) or interpolate",
+            one_of("prior", "reconstruct", "interpolate"),
+        ),
+        "steps": Option(None, "points per interpolation (mode=interpolate)", whole_number(1)),
+    }
     lora_targets = ("encoder.*", "decoder.*")
-    test_options = ("nll_samples",)
+    test_options = {
+        "nll_samples": Option(
+            "auto",
+            "importance samples for test/nll (auto: the model's test_nll_samples, at most 100 on a CPU)",
+            Rule(lambda v: v == "auto" or whole_number(1).test(v), "auto or a whole number of at least 1"),
+        )
+    }
     # val/loss is the negative ELBO of the validation images, a bound on their NLL
     checkpoint_metric = ("val/loss", "min")
 

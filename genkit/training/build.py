@@ -106,9 +106,9 @@ WHOLE_NUMBERS = {"data.batch_size": 1, "data.eval_batch_size": 1, "trainer.max_e
 def check_run_options(cfg: DictConfig) -> None:
     for key, low in WHOLE_NUMBERS.items():
         value = OmegaConf.select(cfg, key)
-        test, words = whole_number(low)
-        if value is not None and not test(value):
-            raise GenkitError(f"{key}={value!r} must be {words}.")
+        rule = whole_number(low)
+        if value is not None and not rule.test(value):
+            raise GenkitError(f"{key}={value!r} must be {rule.words}.")
 
 
 def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:

@@ -17,9 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from genkit.models.base import GenerativeModel
+from genkit.options import Option, number
 
 
 class TinyAutoencoder(GenerativeModel):
+    # one declaration: `genkit sample` takes, checks and lists it (with --config-dir)
+    sample_options = {
+        "spread": Option(1.0, "how far from 0 the codes are drawn", number(lambda v: v > 0, "a number above 0"))
+    }
+
     def __init__(self, channels: int, image_size: int, latent_dim: int = 8, lr: float = 1e-3):
         super().__init__()
         self.shape, self.latent_dim, self.lr = (channels, image_size, image_size), latent_dim, lr
@@ -46,8 +52,8 @@ class TinyAutoencoder(GenerativeModel):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
     @torch.no_grad()
-    def sample(self, n, *, generator=None):
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+    def sample(self, n, *, generator=None, spread=1.0):
+        z = spread * torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return self.decoder(z).view(n, *self.shape)
 '''
 
@@ -90,6 +96,17 @@ def test_user_family_trains_samples_and_evaluates(tmp_path, tiny_data_root, user
     out = run_cli("sample", f"ckpt={run}", "n=9", f"out={grid}", trust, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert grid.is_file()
+
+    # the family's own sample option, declared once on its class
+    out = run_cli("sample", "--config-dir", config_dir, "--help", cwd=tmp_path, env=env)
+    assert "TinyAutoencoder:" in out.stdout and "spread=1.0" in out.stdout, out.stdout
+    out = run_cli("sample", "--config-dir", config_dir, f"ckpt={run}", "spread=0", trust, cwd=tmp_path, env=env)
+    assert out.returncode == 2 and "spread=0 is not valid" in out.stderr and "above 0" in out.stderr, out.stderr
+    wide = tmp_path / "wide.png"
+    out = run_cli("sample", "--config-dir", config_dir, f"ckpt={run}", "n=9", f"out={wide}", "spread=3", trust,
+                  cwd=tmp_path, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert wide.read_bytes() != grid.read_bytes()
 
     out = run_cli(
         "eval", f"ckpt={run}", "n_samples=32", "batch_size=16", "classifier_epochs=1", trust, cwd=tmp_path, env=env
