@@ -1,0 +1,1 @@
+"""Serving a loaded model over HTTP (`genkit serve`): the app, its request batching and its page."""
