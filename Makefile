@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,8 @@ install: $(STAMP) ## create .venv and install genkit with its dev tools (quick w
 train: install ## train the default job (the GAN on MNIST); extra overrides: make train ARGS="trainer.max_epochs=1"
 	$(BIN)/genkit train $(ARGS)
 
-test: install ## run the whole test suite (needs no GPU; GPU tests skip themselves)
+test: install ## build the docs site (--strict), then run the whole test suite (needs no GPU; GPU tests skip themselves)
+	$(BIN)/mkdocs build --strict --site-dir site
 	$(PYTEST) -m "not slurm" $(PYTEST_ARGS)
 	$(BIN)/pytest -m slurm $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS selected no SLURM test
 
@@ -40,6 +41,9 @@ bench: install ## time the GAN on MNIST and the GPT on Tiny Shakespeare against 
 	$(BIN)/genkit bench model=gan data=mnist $(ARGS)
 	$(BIN)/genkit bench model=gpt data=tinyshakespeare $(ARGS)
 
+docs: install ## build the documentation site into site/ (--strict: a broken link or a missing page fails)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 lint: install ## ruff lint and format check; the import layers (import-linter, pyproject.toml)
 	$(BIN)/ruff check genkit tests scripts hydra_plugins
 	$(BIN)/lint-imports
@@ -49,6 +53,6 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix genkit tests scripts hydra_plugins
 	$(BIN)/ruff format genkit tests scripts hydra_plugins
 
-clean: ## remove caches and local run outputs (not the virtualenv)
-	rm -rf outputs multirun .pytest_cache .ruff_cache build dist *.egg-info
+clean: ## remove caches, local run outputs and the built site (not the virtualenv)
+	rm -rf outputs multirun site .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
