@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("genkit.commands.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
     "export": ("genkit.commands.export:export", "write a run's weights as one checkpoint (merge=true: LoRA folded in)"),
     "bench": ("genkit.commands.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
+    "serve": ("genkit.commands.serve:serve", "a trained model behind an HTTP API, with a page to try it at /"),
 }
 # commands that read run directories and take plain arguments (no Hydra config)
 PLAIN_COMMANDS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,131 @@
+"""The HTTP app on the tiny checkpoints (in process): answers, refusals that name the field, the key."""
+
+import base64
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from genkit.serving.app import Settings, build_app
+
+LIMITS = {"max_n": 4, "max_tokens": 12, "max_steps": 3}
+
+
+def client_for(run, **settings) -> TestClient:
+    model, data, _ = run
+    app = build_app(model, data, Settings(model_id="tiny", limits=LIMITS, max_body_bytes=2000, **settings))
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def text_client(tiny_gpt):
+    with client_for(tiny_gpt) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def image_client(tiny_cdiffusion):
+    with client_for(tiny_cdiffusion) as client:
+        yield client
+
+
+# (endpoint, body, status, the field named) — sent in turn; the server answers a good request after them
+BAD_REQUESTS = [
+    ("/v1/completions", {"prompt": "line", "max_tokens": 13}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "line", "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "line", "max_tokens": "many"}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "line 1 of a small corpus", "max_tokens": 12}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "line", "n": 5}, 400, "n"),
+    ("/v1/completions", {"prompt": "line", "temperature": -1}, 400, "temperature"),
+    ("/v1/completions", {"prompt": "line", "top_p": 0}, 400, "top_p"),
+    ("/v1/completions", {"prompt": "line", "top_k": 0}, 400, "top_k"),
+    ("/v1/completions", {"prompt": ["a", "b"]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": "line", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ("/v1/completions", {"prompt": "line", "seed": -3}, 400, "seed"),
+    ("/v1/completions", {"prompt": "line", "stream": "yes"}, 400, "stream"),
+    ("/v1/completions", {"prompt": "line", "echo": True}, 400, "echo"),
+    ("/v1/completions", [1, 2], 400, "body"),
+    ("/v1/completions", "{not json", 400, "body"),
+    ("/v1/completions", {"prompt": "x" * 3000}, 413, "body"),
+    ("/v1/images", {"n": 1}, 404, None),
+    ("/v2/nothing", {}, 404, None),
+]
+
+
+@pytest.mark.parametrize("path,body,status,param", BAD_REQUESTS, ids=[f"{c[0]} {str(c[1])[:40]}" for c in BAD_REQUESTS])
+def test_bad_text_request_is_refused_by_name(text_client, path, body, status, param):
+    payload = body if isinstance(body, str) else json.dumps(body)
+    response = text_client.post(path, content=payload, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["message"]
+    if param not in (None, "body"):
+        assert param in error["message"]
+
+
+def test_server_answers_after_bad_requests(text_client):
+    for path, body, _, _ in BAD_REQUESTS:
+        text_client.post(path, content=body if isinstance(body, str) else json.dumps(body))
+    answer = text_client.post("/v1/completions", json={"prompt": "line", "max_tokens": 5, "n": 2, "seed": 1}).json()
+    assert [c["finish_reason"] for c in answer["choices"]] == ["length", "length"]
+    assert answer["usage"]["completion_tokens"] == 10 and answer["object"] == "text_completion"
+    again = text_client.post("/v1/completions", json={"prompt": "line", "max_tokens": 5, "n": 2, "seed": 1}).json()
+    assert [c["text"] for c in again["choices"]] == [c["text"] for c in answer["choices"]]
+
+
+def test_completion_streams_as_server_sent_events(text_client):
+    with text_client.stream("POST", "/v1/completions", json={"prompt": "line", "max_tokens": 6, "seed": 2,
+                                                             "stream": True}) as response:  # fmt: skip
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    whole = text_client.post("/v1/completions", json={"prompt": "line", "max_tokens": 6, "seed": 2}).json()
+    assert "".join(c["choices"][0]["text"] for c in chunks) == whole["choices"][0]["text"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_models_and_health_describe_the_run(text_client):
+    model = text_client.get("/v1/models").json()["data"][0]
+    assert model["family"] == "GPT" and model["endpoint"] == "/v1/completions" and model["vocab_size"] > 0
+    assert model["options"]["max_tokens"]["max"] == 12 and "temperature" in model["options"]
+    assert text_client.get("/health").json()["status"] == "ok"
+    assert '<form id="text-form"' in text_client.get("/").text
+
+
+BAD_IMAGE_REQUESTS = [
+    ({"n": 5}, "n"),
+    ({"steps": 4}, "steps"),
+    ({"steps": 0}, "steps"),
+    ({"label": 11}, "label"),
+    ({"label": "sneaker"}, "label"),
+    ({"labels": [3, 12]}, "labels"),
+    ({"label": 3, "labels": [1, 2]}, "label"),
+    ({"guidance": -1}, "guidance"),
+    ({"n": 2, "response_format": "png"}, "n"),
+    ({"response_format": "gif"}, "response_format"),
+    ({"prompt": "a seven"}, "prompt"),
+]
+
+
+def test_bad_image_requests_then_a_good_one(image_client):
+    for body, param in BAD_IMAGE_REQUESTS:
+        response = image_client.post("/v1/images", json=body)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param, (body, response.text)
+    answer = image_client.post("/v1/images", json={"n": 3, "labels": [7, 2], "seed": 0, "steps": 2}).json()
+    assert [d["label"] for d in answer["data"]] == [7, 7, 2]
+    assert all(base64.b64decode(d["b64_json"]).startswith(b"\x89PNG") for d in answer["data"])
+    png = image_client.post("/v1/images", json={"label": "3", "seed": 0, "response_format": "png"})
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    about = image_client.get("/v1/models").json()["data"][0]
+    assert about["classes"] == [str(i) for i in range(10)] and about["options"]["steps"]["max"] == 3
+
+
+def test_api_key_is_asked_of_every_call_but_the_page(tiny_gpt):
+    with client_for(tiny_gpt, api_key="s3cret") as client:
+        assert client.get("/health").status_code == 401
+        refused = client.post("/v1/completions", json={"prompt": "line"})
+        assert refused.status_code == 401 and refused.json()["error"]["param"] == "api_key"
+        assert client.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2},
+                           headers={"X-API-Key": "s3cret"}).status_code == 200  # fmt: skip
+        assert client.get("/").status_code == 200
