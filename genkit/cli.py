@@ -23,6 +23,7 @@ from rich.text import Text
 
 from genkit.config_files import CONFIG_DIR
 from genkit.errors import GenkitError
+from genkit.runs.lock import check_free, holds_lock
 from genkit.training.config import user_config_args  # also registers the config resolvers
 
 # command -> (function taking the composed config, one-line description)
@@ -170,6 +171,20 @@ def check_run_dir_writable(command: str, args: list[str]) -> None:
         )
 
 
+def check_run_dir_free(command: str, args: list[str]) -> None:
+    """`genkit train hydra.run.dir=<a run in progress>`: refused before Hydra writes its config and
+    log into that run's folder (the lock itself is taken in train_job, genkit.runs.lock)."""
+    values = dict(a.lstrip("+").split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+    if command != "train" or "-m" in args or "--multirun" in args or values.get("wait") == "true":
+        return
+    where = values.get("hydra.run.dir")
+    if where and "$" not in where and holds_lock():
+        try:
+            check_free(Path(where).expanduser())
+        except GenkitError as err:
+            fail(str(err), err.exit_code)
+
+
 def _genkit_cause(err: BaseException | None) -> GenkitError | None:
     """The GenkitError behind err, also when a library wrapped it (e.g. a config resolver's); a
     config value the user must give (`???`, e.g. data.path) becomes one too."""
@@ -245,6 +260,7 @@ def main() -> None:
     # a typo is answered before torch and Lightning are imported (seconds on a busy machine)
     check_group_choices(command, args[1:])
     check_run_dir_writable(command, args[1:])
+    check_run_dir_free(command, args[1:])
     module, _, name = COMMANDS[command][0].partition(":")
     if command == "eval":  # its first output would otherwise wait for PyTorch and Lightning (5-8 s)
         print("genkit eval: starting (importing PyTorch and Lightning, then the checkpoint and data)", file=sys.stderr,

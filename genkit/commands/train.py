@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from genkit.checkpoints.files import LAST, resolve_checkpoint
 from genkit.errors import GenkitError, Interrupted
+from genkit.runs.lock import GUARD_FILE, lock_run_directory
 from genkit.runs.plots import plot_curves
 from genkit.runs.status import STATUS_FILE, write_status
 from genkit.training.build import build, scalar_metrics
@@ -155,17 +156,23 @@ def _remove_if_empty(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
     files = [p for p in run_dir.rglob("*") if p.is_file()]
-    if all(p.name in ("genkit.log", STATUS_FILE) or ".hydra" in p.relative_to(run_dir).parts for p in files):
+    bookkeeping = ("genkit.log", STATUS_FILE, GUARD_FILE)
+    if all(p.name in bookkeeping or ".hydra" in p.relative_to(run_dir).parts for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def train_job(cfg: DictConfig) -> float | None:
     """The Hydra job of `genkit train`: trains, and returns cfg.optimized_metric for sweepers."""
+    # one writer per run directory (genkit.runs.lock); refused before anything is written or removed
+    lock = lock_run_directory(cfg.paths.output_dir, cfg.get("wait", False))
     try:
         metrics = train(cfg)
     except Exception:
+        lock.release()
         _remove_if_empty(Path(cfg.paths.output_dir))
         raise
+    finally:
+        lock.release()
     name = cfg.get("optimized_metric")
     if not name:
         return None
