@@ -28,3 +28,10 @@ class Interrupted(GenkitError):
     """Training was stopped by a signal after saving its state."""
 
     exit_code = 143  # 128 + SIGTERM, as shells report a run ended by SIGTERM
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """`TypeName: the first line of its message` for an error paragraph; many errors of damaged
+    files (an EOFError of an empty file) carry no message at all, and then the type is all."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:limit]}" if lines else type(err).__name__

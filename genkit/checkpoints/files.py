@@ -2,7 +2,9 @@
 writing it atomically. Rebuilding the model a checkpoint holds is genkit.training.restore's."""
 
 import contextlib
+import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from genkit.checkpoints.trust import with_current_targets
-from genkit.errors import CheckpointError, GenkitError
+from genkit.errors import CheckpointError, GenkitError, first_line
+
+log = logging.getLogger("genkit")
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
@@ -79,11 +83,50 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types for damaged files
+        what = "is empty (0 bytes)" if _size(path) == 0 else f"cannot be read ({first_line(err)})"
         raise CheckpointError(
-            f"Checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-            f"It is truncated, corrupt, or not a PyTorch checkpoint; use another one, e.g. a "
-            f"step_*.ckpt beside it."
+            f"Checkpoint {path} {what}: it is damaged (a full disk or a copy cut short), truncated, or not a "
+            f"PyTorch checkpoint. Use another one, e.g. a step_*.ckpt beside it."
         ) from None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def is_intact(path: Path) -> bool:
+    """Whether a checkpoint file is whole, without loading it: torch.save writes a zip archive,
+    whose central directory sits at its very end, so a file cut short (or empty) has none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def newest_intact(candidates: list[Path], run_dir: Path) -> Path | None:
+    """The newest of a run's states (last.ckpt, hpc_ckpt_*) if it is intact; else the newest
+    intact step_*.ckpt, saying which file was damaged; None when the run has no state. A run whose
+    every checkpoint is damaged stops in one paragraph: starting over would overwrite them."""
+    if not candidates:
+        return None
+    newest = max(candidates, key=lambda p: p.stat().st_mtime)
+    if is_intact(newest):
+        return newest
+    steps = sorted((run_dir / "checkpoints").glob("step_*.ckpt"), key=lambda p: p.name, reverse=True)
+    good = next((p for p in steps if is_intact(p)), None)
+    size = f"{_size(newest)} bytes" if _size(newest) else "empty"
+    if good is None:
+        raise CheckpointError(
+            f"Cannot resume {run_dir}: its checkpoint {newest} is damaged ({size}; a full disk or a copy cut short) "
+            f"and it has no intact step_*.ckpt to resume from instead. Train in a new directory (leave out "
+            f"hydra.run.dir), or pass resume=<a good checkpoint of this run>."
+        )
+    log.warning("%s is damaged (%s, a full disk or a copy cut short): resuming from %s instead.", newest, size, good)
+    return good
 
 
 def config_of(checkpoint: dict[str, Any], path: str | Path) -> DictConfig:

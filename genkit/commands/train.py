@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from genkit.checkpoints.files import LAST, resolve_checkpoint
+from genkit.checkpoints.files import LAST, newest_intact, resolve_checkpoint
 from genkit.errors import GenkitError, Interrupted
 from genkit.runs.lock import GUARD_FILE, lock_run_directory
 from genkit.runs.plots import plot_curves
@@ -75,7 +75,8 @@ def resume_path(cfg: DictConfig) -> Path | None:
         return resolve_checkpoint(cfg.resume, cfg.paths.log_dir)
     run_dir = Path(cfg.paths.output_dir)
     candidates = [p for p in (run_dir / "checkpoints" / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+    # a damaged newest state (a zero-byte last.ckpt after a full disk): the newest good step_*.ckpt
+    return newest_intact(candidates, run_dir)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
