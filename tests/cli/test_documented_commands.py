@@ -3,11 +3,12 @@
 The commands are read from the Markdown: the lines of code blocks that start with `genkit ` or
 `$ genkit ` (after any `NAME=value` environment settings), joined over trailing backslashes, with
 comments after `#` dropped, and the commands that open a table cell (`| `genkit ...` |`).
-`genkit train`, `sample`, `eval`, `export` and `bench` run with `--cfg job --resolve` (a sweep's
-`-m` dropped, its first value kept): the config is composed and its interpolations resolved, so a
-renamed key, option or group option fails here, and nothing trains. `genkit runs`, `genkit plot`
-and `--help` run for real, on made-up run directories. A command shown with the error it prints
-(`$ genkit ...`, then a `genkit: ...` line) must fail with that error.
+`genkit train`, `sample`, `eval`, `export`, `bench` and `serve` run with `--cfg job --resolve`
+(a sweep's `-m` dropped, its first value kept): the config is composed and its interpolations
+resolved, so a renamed key, option or group option fails here, and nothing trains or serves.
+`genkit runs`, `genkit plot` and `--help` run for real, on made-up run directories. A command
+shown with the error it prints (`$ genkit ...`, then a `genkit: ...` line) must fail with that
+error.
 
 Placeholders such as `<run>` or `<run dir or .ckpt>` become paths in the test's folder, except
 those of GPT runs, whose sizes and tokenizer a config reads when it is resolved: they become the
@@ -24,7 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from tests.helpers import REPO, cli_in_process
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
-COMPOSED = {"train", "sample", "eval", "export", "bench"}
+COMPOSED = {"train", "sample", "eval", "export", "bench", "serve"}
 # Commands whose config cannot be resolved here: they are composed with `--cfg job` alone (their
 # keys are still checked), each with its reason. Composing needs no GPU or cluster (trainer=gpu,
 # trainer=ddp and launcher=slurm compose anywhere), so what is left needs a network or a user's files.
