@@ -12,6 +12,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from genkit.checkpoints.safetensors_folder import is_safetensors_folder, read_safetensors_folder
 from genkit.checkpoints.trust import with_current_targets
 from genkit.errors import CheckpointError, GenkitError, first_line
 
@@ -41,6 +42,8 @@ def resolve_checkpoint(ckpt: str | Path | None, log_dir: str | Path, which: str 
             )
         return _pick(latest.parent, which)
     path = Path(ckpt).expanduser()
+    if is_safetensors_folder(path):  # `genkit export format=safetensors` wrote it
+        return path
     if path.is_dir():
         for folder in (path / "checkpoints", path):
             if (folder / LAST).is_file():
@@ -78,6 +81,8 @@ def run_dir_of(checkpoint: Path) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load with a clear error for truncated, corrupt or foreign files."""
     path = Path(path)
+    if is_safetensors_folder(path):  # weights and config as plain data: nothing to unpickle
+        return read_safetensors_folder(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
     try:

@@ -1,63 +1,73 @@
-"""`genkit export`: a run's weights as one plain checkpoint, LoRA adapters folded in with merge=true.
+"""`genkit export`: a run's model for others to open, in the format they read (format=...).
 
-The file holds what `genkit sample` and `genkit eval` read (weights, the run's config, the data
-module's state such as a tokenizer) and none of the training state (optimizer, loops), so it is
-the file to hand on. Merged, the model has the parameter names and speed of a model without
-adapters, and its outputs equal the adapted model's up to float rounding.
+format=ckpt (the default) is genkit's own checkpoint: weights, the run's config and the data
+module's state (a tokenizer), none of the training state, so it is the file to hand on to genkit.
+The other formats live in genkit/formats, one module each; FORMATS maps each name to its writer.
+merge=true folds LoRA adapters into the weights (formats other than ckpt always do: the libraries
+that read them know nothing of genkit's adapters); merged, the model has the parameter names and
+speed of a model without adapters, and its outputs equal the adapted model's up to float rounding.
 """
 
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from genkit.checkpoints.files import AtomicCheckpointIO, config_of, load_checkpoint, resolve_checkpoint
+from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint
 from genkit.commands.options import CHECKPOINT_OPTIONS, MERGE, check_options
 from genkit.errors import GenkitError
-from genkit.options import Option
+from genkit.formats.base import Exported
+from genkit.formats.ckpt import write_ckpt
+from genkit.formats.safetensors import write_safetensors
+from genkit.options import BOOLEAN, Option, one_of
 from genkit.training.finetune import merge_lora
 from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
 
+# format name -> writer(Exported, out) -> the path written
+FORMATS = {
+    "ckpt": write_ckpt,
+    "safetensors": write_safetensors,
+}
+
 OPTIONS = {
     **CHECKPOINT_OPTIONS,
-    "out": Option(None, "where to write it (required)", shown="out=<file>"),
+    "out": Option(None, "where to write it: a .ckpt file, or a folder for the other formats (required)",
+                  shown="out=<file or folder>"),
+    "format": Option("ckpt", "ckpt (genkit's checkpoint) or a folder another library opens (docs/use-elsewhere.md)",
+                     one_of(*FORMATS)),
+    "overwrite": Option(False, "replace out= when it exists (otherwise an existing out= is refused)", BOOLEAN),
     "merge": MERGE,
-}
+}  # fmt: skip
 
 
 def export(cfg: DictConfig) -> Path:
     check_options("export", cfg, OPTIONS)
     if not cfg.out:
-        raise GenkitError("genkit export needs out=<file>: where to write the checkpoint, e.g. out=model.ckpt.")
+        raise GenkitError(
+            "genkit export needs out=<file>: where to write the checkpoint, e.g. out=model.ckpt (a folder for "
+            "format=hf or format=safetensors, e.g. out=my-model)."
+        )
     out = Path(cfg.out).expanduser()
     path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
     if out.resolve() == path.resolve():
         raise GenkitError(f"out={out} is the checkpoint being exported; write the export to another file.")
+    if (out.exists() or out.is_symlink()) and not cfg.overwrite:
+        raise GenkitError(
+            f"out={out} already exists, and genkit export does not write over what is there; pick another out=, "
+            f"or pass overwrite=true to replace it."
+        )
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
     model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
-    merged = merge_lora(model) if cfg.merge else 0
+    merged = merge_lora(model) if cfg.merge or cfg.format != "ckpt" else 0
     if merged:
         with open_dict(run_cfg):  # the exported model has no adapters to build
             run_cfg.finetune.lora.r = 0
-    state_key = type(datamodule).__qualname__
-    exported = {
-        "state_dict": model.state_dict(),
-        "genkit": {
-            **checkpoint["genkit"],
-            "config": OmegaConf.to_container(run_cfg),
-            "exported_from": str(path),
-            "merged_lora_layers": merged,
-        },
-        "global_step": checkpoint.get("global_step"),
-        "epoch": checkpoint.get("epoch"),
-        state_key: checkpoint.get(state_key) or {},
-    }
-    AtomicCheckpointIO().save_checkpoint(exported, out)
+    FORMATS[cfg.format](Exported(model, datamodule, run_cfg, checkpoint, path, merged), out)
     how = f"{merged} LoRA layers merged into their weights" if merged else "weights only, no training state"
     if cfg.merge and not merged:
         how += " (the run has no LoRA adapters to merge)"
-    log.info("Exported %s to %s: %s", path, out, how)
+    log.info("Exported %s to %s (format=%s): %s", path, out, cfg.format, how)
     return out

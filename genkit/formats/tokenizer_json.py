@@ -1,0 +1,43 @@
+"""genkit's tokenizers as a Hugging Face `tokenizers` tokenizer.json (with tokenizer_config.json),
+which `AutoTokenizer.from_pretrained` opens: byte-level BPE is one already; the character and word
+vocabularies become WordLevel models with the same ids, so text encodes to the ids genkit gives it.
+"""
+
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+
+from genkit.data.tokenizers import ENDOFTEXT, EOS, UNK, BPETokenizer, CharTokenizer, WordTokenizer
+from genkit.errors import GenkitError
+
+
+def hf_tokenizer(tokenizer) -> tuple[Tokenizer, str | None]:
+    """The `tokenizers` form of a genkit tokenizer, and its boundary token (None: no special one)."""
+    if isinstance(tokenizer, BPETokenizer):
+        boundary = ENDOFTEXT if tokenizer.tokenizer.token_to_id(ENDOFTEXT) is not None else None
+        return tokenizer.tokenizer, boundary
+    if isinstance(tokenizer, CharTokenizer):
+        hf = Tokenizer(WordLevel(dict(tokenizer.stoi), unk_token=None))
+        # every character its own token, newlines included ([\s\S]: "." stops at a newline)
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        hf.decoder = decoders.Fuse()  # characters join with nothing between them
+        return hf, None
+    if isinstance(tokenizer, WordTokenizer):
+        hf = Tokenizer(WordLevel(dict(tokenizer.stoi), unk_token=UNK if UNK in tokenizer.stoi else None))
+        # genkit ends every line with <eos> (Mikolov's PTB convention)
+        hf.normalizer = normalizers.Replace("\n", f" {EOS} ")
+        hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        # words join with spaces; <eos> reads back as a line break (with a space either side)
+        hf.decoder = decoders.Sequence([decoders.Replace(EOS, "\n"), decoders.WordPiece(prefix="\0", cleanup=False)])
+        return hf, EOS
+    raise GenkitError(f"The run's {type(tokenizer).__name__} has no tokenizer.json form; export it as format=ckpt.")
+
+
+def save_tokenizer_files(tokenizer, folder: Path, max_length: int) -> None:
+    """tokenizer.json and tokenizer_config.json in folder (transformers writes the second)."""
+    from transformers import PreTrainedTokenizerFast
+
+    hf, boundary = hf_tokenizer(tokenizer)
+    special = {"bos_token": boundary, "eos_token": boundary} if boundary else {}
+    PreTrainedTokenizerFast(tokenizer_object=hf, model_max_length=max_length, **special).save_pretrained(str(folder))
