@@ -41,7 +41,7 @@ class Parts:
 def _contract_error(kind: str, target: str, base: type) -> GenkitError:
     return GenkitError(
         f"{kind}._target_={target} is not a {base.__module__}.{base.__name__}; genkit can only train, sample "
-        f"and evaluate {kind}s that follow that contract. Subclass it (README: 'Add your own model')."
+        f"and evaluate {kind}s that follow that contract. Subclass it (docs/add-your-own-family.md)."
     )
 
 

@@ -1,5 +1,5 @@
 """Hydra loads sweepers only from classes defined in the `hydra_plugins` package; genkit's
-Optuna sweeper is implemented in genkit/sweeper.py and registered here under that package."""
+Optuna sweeper is implemented in genkit/training/sweeper.py and registered here under that package."""
 
 from genkit.training import sweeper
 

@@ -1,4 +1,4 @@
-"""The measuring scripts of scripts/ that README quotes, run briefly on the real data."""
+"""The measuring scripts of scripts/ that the docs quote, run briefly on the real data."""
 
 import json
 import math
@@ -12,7 +12,7 @@ from tests.helpers import REPO, SHARED_DATA, needs_shared
 
 
 def run_script(name: str, *args: str, cwd, timeout: int) -> subprocess.CompletedProcess:
-    """python scripts/<name> args, on the shared data, as README shows it; fails on a bad exit."""
+    """python scripts/<name> args, on the shared data, as the docs show it; fails on a bad exit."""
     out = subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "GENKIT_DATA_DIR": str(SHARED_DATA)},

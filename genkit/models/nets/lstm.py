@@ -3,7 +3,7 @@
 Embedding -> dropout -> multi-layer LSTM (dropout between layers) -> dropout -> output layer,
 with the output layer sharing the embedding matrix (Press & Wolf 2017; Inan et al. 2017), so
 the embedding and the LSTM have the same width. On Penn Treebank on a 2-core CPU it reaches a
-lower perplexity than genkit's transformer in about the same time (README, Time to quality).
+lower perplexity than genkit's transformer in about the same time (docs/benchmarks/time-to-quality.md).
 
 It plugs into the GPT family (genkit/models/gpt.py) as the transformer does: `hidden` for the
 loss, `forward` for logits, `generate` for sampling. Its cache is the LSTM's state (h, c), so
