@@ -156,3 +156,51 @@ def cli_in_process(*args: str, cwd: Path, env: dict | None = None) -> subprocess
         os.environ.update(saved_env)
         GlobalHydra.instance().clear()
     return subprocess.CompletedProcess(["genkit", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
+# a few lines the tiny Hugging Face models' tokenizer is fitted to (and that their runs train on)
+HF_TEXT = "\n".join(f"sentence number {i} says hello to the tiny model" for i in range(300))
+# tiny random causal LMs of three architectures that transformers builds from a config alone
+TINY_HF_CONFIGS = {
+    "llama": {"model_type": "llama", "num_key_value_heads": 2, "tie_word_embeddings": False},
+    "qwen2": {"model_type": "qwen2", "num_key_value_heads": 2, "tie_word_embeddings": True},
+    "gpt_neox": {"model_type": "gpt_neox"},
+}
+
+
+def write_tiny_hf_model(folder: Path, arch: str = "llama", seed: int = 0) -> Path:
+    """A Hugging Face checkpoint folder as the hub would serve it (config.json, model.safetensors,
+    tokenizer.json), of a random 2-layer, 32-wide model of `arch` with a 320-token byte-level BPE."""
+    import torch
+    import transformers
+
+    from genkit.data.tokenizers import BPETokenizer
+
+    tokenizer = BPETokenizer.fit(HF_TEXT, vocab_size=320)
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    settings = {**TINY_HF_CONFIGS[arch], **sizes, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 128}
+    torch.manual_seed(seed)
+    config = transformers.AutoConfig.for_model(**settings)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def hf_text_run(tmp_path: Path, folder: Path) -> list[str]:
+    """Overrides for a few quick steps of model/lm_net@model.net=hf started from `folder`."""
+    corpus = tmp_path / "hf_corpus.txt"
+    corpus.write_text(HF_TEXT)
+    return [
+        "model=gpt",
+        "model/lm_net@model.net=hf",
+        f"model.init_from={folder}",
+        "data=text",
+        f"data.path={corpus}",
+        "data.block_size=32",
+        "data.batch_size=4",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_steps=2",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        "model.warmup_steps=1",
+    ]

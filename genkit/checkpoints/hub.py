@@ -1,4 +1,9 @@
-"""Hugging Face GPT-2 checkpoints given as a hub id or a local folder: their sizes, weights and tokenizer files."""
+"""Hugging Face checkpoints given as a hub id or a local folder: their config, weights (safetensors
+only) and tokenizer files, for genkit's transformer (GPT-2 weights) and for any causal LM built by
+transformers (model/lm_net@model.net=hf).
+
+Loading is not executing: weights are read from safetensors only (a `.bin` is a pickle), and a
+model whose config asks for code of its own (`auto_map`, trust_remote_code) is refused."""
 
 import json
 from functools import lru_cache
@@ -7,22 +12,30 @@ from pathlib import Path
 from genkit.checkpoints.starting_weights import network_setting, starting_checkpoint
 from genkit.errors import GenkitError
 
-# what genkit reads from a GPT-2 checkpoint folder
-GPT2_FILES = [
+# what genkit fetches from a hub repository: the config, safetensors weights (one file, or shards
+# and their index) and the tokenizer; never *.bin pickles, never code (*.py)
+HUB_FILES = [
     "config.json",
+    "generation_config.json",
     "model.safetensors",
-    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "model-*.safetensors",
     "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
     "vocab.json",
     "merges.txt",
 ]
+# weights files that are pickles: a folder or repository holding only these is refused
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 
 
 def _offline_error(name: str, err: Exception) -> GenkitError:
     return GenkitError(
-        f"Could not fetch {name!r} from the Hugging Face hub ({type(err).__name__}). Offline, point "
-        f"model.init_from at a local folder with config.json, model.safetensors (or pytorch_model.bin) "
-        f"and the tokenizer files (tokenizer.json, or vocab.json + merges.txt)."
+        f"Could not fetch {name!r} from the Hugging Face hub ({type(err).__name__}): the id is unknown, the "
+        f"repository is gated, or this machine is offline. Check the id, or point model.init_from at a local "
+        f"folder with config.json, model.safetensors and the tokenizer files (tokenizer.json, or vocab.json + "
+        f"merges.txt)."
     )
 
 
@@ -36,21 +49,45 @@ def _local(name_or_path: str) -> Path | None:
 
 
 def pretrained_dir(name_or_path: str) -> Path:
-    """A local folder as is; otherwise a hub id, downloaded once into the Hugging Face cache."""
+    """A local folder as is; otherwise a hub id, downloaded once into the Hugging Face cache
+    (its config, safetensors weights and tokenizer files only)."""
     local = _local(name_or_path)
     if local is not None:
         return local
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name_or_path, allow_patterns=GPT2_FILES))
+        return Path(snapshot_download(name_or_path, allow_patterns=HUB_FILES))
     except Exception as err:  # offline, unknown or gated repo: all end the same way for the user
         raise _offline_error(name_or_path, err) from None
 
 
+def safetensors_files(name_or_path: str) -> list[Path]:
+    """The checkpoint's safetensors weights (one file, or the shards its index lists); a folder or
+    repository with pickled weights only is refused in one paragraph."""
+    folder = pretrained_dir(name_or_path)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / shard for shard in shards]
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    pickled = [name for name in PICKLED_WEIGHTS if (folder / name).is_file()]
+    if pickled or not _local(name_or_path):
+        only = f", only {pickled[0]}" if pickled else ""
+        raise GenkitError(
+            f"{name_or_path} has no safetensors weights (model.safetensors){only}. "
+            f"genkit loads weights from safetensors only, because opening a .bin file runs the pickle code inside "
+            f"it. Convert it once where you trust it (transformers: model.save_pretrained(folder, "
+            f"safe_serialization=True)), or pick a repository that ships model.safetensors."
+        )
+    raise GenkitError(f"{folder} holds no model.safetensors; it is not a Hugging Face checkpoint folder.")
+
+
 @lru_cache
 def pretrained_config(name_or_path: str) -> dict:
-    """The checkpoint's config.json (from the hub, only that file is fetched)."""
+    """The checkpoint's config.json (from the hub, only that file is fetched), refused when the
+    model needs code of its own to run."""
     local = _local(name_or_path)
     if local is not None:
         path = local / "config.json"
@@ -63,7 +100,15 @@ def pretrained_config(name_or_path: str) -> dict:
             path = Path(hf_hub_download(name_or_path, "config.json"))
         except Exception as err:
             raise _offline_error(name_or_path, err) from None
-    return json.loads(path.read_text())
+    config = json.loads(path.read_text())
+    if config.get("auto_map"):
+        raise GenkitError(
+            f"{name_or_path} needs code of its own to run (its config.json names {sorted(config['auto_map'])[0]} "
+            f"in auto_map), which only trust_remote_code=True would load; genkit never sets it, because that runs "
+            f"code from the repository. Pick a model whose architecture transformers itself provides (Llama, "
+            f"Qwen2, Mistral, GPT-NeoX, GPT-2, Phi-3, SmolLM, ...)."
+        )
+    return config
 
 
 # genkit's size names -> GPT-2 config.json names
@@ -77,7 +122,7 @@ GPT2_SIZES = {
 
 
 def pretrained_size(name_or_path: str | None, key: str, default):
-    """A size of the checkpoint named by `model.init_from` (a Hugging Face GPT-2 or a genkit
+    """A size of the checkpoint named by `model.init_from` (a Hugging Face checkpoint or a genkit
     run), or `default` when there is none."""
     if not name_or_path:
         return default
@@ -85,8 +130,43 @@ def pretrained_size(name_or_path: str | None, key: str, default):
     if source is not None:
         # runs from before model.net.gelu existed used GPT-2's tanh form
         return network_setting(source, key, default="tanh" if key == "gelu" else None)
+    config = pretrained_config(str(name_or_path))
+    if key == "vocab_size" and "vocab_size" in config:  # every causal LM's config names it so
+        return config["vocab_size"]
+    if config.get("model_type") != "gpt2":
+        raise GenkitError(
+            f"model.init_from={name_or_path} holds a {config.get('model_type')!r} model, and genkit's own "
+            f"transformer loads only GPT-2 weights; build the network with transformers instead: "
+            f"model/lm_net@model.net=hf."
+        )
     if key == "bias":  # every GPT-2 layer has biases
         return True
     if key == "gelu":  # GPT-2's approximation ("gelu_new"; gpt2_config refuses other activations)
         return "tanh"
-    return pretrained_config(str(name_or_path))[GPT2_SIZES.get(key, key)]
+    return config[GPT2_SIZES.get(key, key)]
+
+
+def architecture_config(init_from: str | None, architecture) -> dict:
+    """The config.json that model/lm_net@model.net=hf builds its network from: `architecture`'s
+    when given (a hub id or folder, or a dict of config keys with model_type: from scratch), else
+    model.init_from's (a Hugging Face checkpoint, or a genkit run of such a network)."""
+    if architecture is not None and not isinstance(architecture, str):
+        config = dict(architecture)
+        if not config.get("model_type"):
+            raise GenkitError(
+                "model.net.architecture needs a model_type (e.g. {model_type: llama, hidden_size: 64, "
+                "num_hidden_layers: 2, ...}), or a hub id or folder whose config.json it takes."
+            )
+        return config
+    if architecture:
+        return pretrained_config(architecture)
+    if not init_from:
+        raise GenkitError(
+            "model/lm_net@model.net=hf builds a transformers model and needs its architecture: "
+            "model.init_from=<hub id or folder> (its weights and tokenizer too), or "
+            "model.net.architecture=<hub id, folder, or {model_type: llama, ...}> to train one from scratch."
+        )
+    source = starting_checkpoint(init_from)
+    if source is not None:
+        return network_setting(source, "config")
+    return pretrained_config(str(init_from))

@@ -3,8 +3,9 @@ another) with warmup + cosine decay, per-token perplexity, and sampling with tem
 top-k / top-p through the network's cache.
 
 The network (`model.net`, config group model/lm_net) is a decoder-only transformer
-(genkit/models/nets/transformer.py) or an LSTM (genkit/models/nets/lstm.py); the family asks of
-it only what `LanguageModelNet` lists.
+(genkit/models/nets/transformer.py), an LSTM (genkit/models/nets/lstm.py) or any Hugging Face
+causal LM (genkit/models/nets/hf_causal_lm.py); the family asks of it only what
+`LanguageModelNet` lists.
 """
 
 import copy
@@ -20,7 +21,6 @@ from torchmetrics import MeanMetric
 from genkit.data.text import IGNORE_INDEX
 from genkit.models.base import GenerativeModel
 from genkit.models.linear_cross_entropy import linear_cross_entropy
-from genkit.models.nets.hf_gpt2 import load_gpt2_weights
 from genkit.models.optim import build_optimizer
 from genkit.models.reference.gpt_loop import RawGPTLoop
 from genkit.options import BOOLEAN, Option, number, whole_number
@@ -48,6 +48,13 @@ class LanguageModelNet(Protocol):
     block_size: int  # the training window; whether it bounds generation is the network's affair
     n_layer: int
     n_embd: int
+    # the layers LoRA adapts unless finetune.lora.targets names others (globs of module names
+    # inside the network; may be none)
+    lora_targets: tuple[str, ...]
+
+    def load_pretrained(self, name_or_path: str) -> None:
+        """model.init_from=<Hugging Face id or folder>: its weights into this network (or a
+        GenkitError saying which networks take them)."""
 
     def __call__(self, idx: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
         """idx (B, T) -> logits (B, T, vocab_size) and the cache extended by these positions."""
@@ -96,9 +103,6 @@ class GPT(GenerativeModel):
         ),
         "use_cache": Option(True, "reuse attention keys and values across tokens (false: recompute)", BOOLEAN),
     }
-    # the attention and MLP projections of every block (LoRA's usual choice for GPT-2); an LSTM
-    # network has none of these, and peft cannot adapt nn.LSTM: finetune.lora then stops, naming them
-    lora_targets = ("net.blocks.*.attn.qkv", "net.blocks.*.attn.proj", "net.blocks.*.mlp.fc", "net.blocks.*.mlp.proj")
 
     def __init__(
         self,
@@ -111,8 +115,8 @@ class GPT(GenerativeModel):
     ):
         super().__init__()
         if init_from:
-            # the weights of a Hugging Face GPT-2 (a hub id or a local folder)
-            load_gpt2_weights(net, init_from)
+            # the weights of a Hugging Face checkpoint (a hub id or a local folder)
+            net.load_pretrained(init_from)
         self.net = net
         self.optimizer = _without_nulls(optimizer)
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
@@ -122,6 +126,12 @@ class GPT(GenerativeModel):
         # per stage, the cache the last batch of side-by-side streams left (net.carry); a resumed
         # run starts its streams afresh
         self._carried: dict[str, Any] = {}
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """The network's own LoRA targets (a transformer: its attention and MLP projections; a
+        Hugging Face model: peft's choice for its architecture), as names inside this model."""
+        return tuple(f"net.{pattern}" for pattern in self.net.lora_targets)
 
     def adapt_starting_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A run with a longer context starts this one with its first block_size positions."""

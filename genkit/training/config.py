@@ -80,11 +80,24 @@ def _pretrained(name_or_path: str | None, key: str, default):
     return pretrained_size(name_or_path, key, default)
 
 
+def _hf_architecture(init_from: str | None, architecture):
+    """`${hf_architecture:${model.init_from},${.architecture}}`: the config.json of a network that
+    transformers builds (model/lm_net@model.net=hf), resolved into the run's config."""
+    from genkit.checkpoints.hub import architecture_config  # imports torch: only when a config asks
+
+    return architecture_config(init_from, None if architecture is None else _container(architecture))
+
+
+def _container(node):
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
 def register_resolvers() -> None:
     resolvers = {
         "auto_precision": _auto_precision,
         "wandb_offline": _wandb_offline,
         "pretrained": _pretrained,
+        "hf_architecture": _hf_architecture,
         "family": _family,
         "conditional_classes": _conditional_classes,
         "required": _required,

@@ -13,13 +13,15 @@ import re
 from collections.abc import Iterable, Mapping
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from genkit.errors import GenkitError
 
 log = logging.getLogger("genkit")
 
-# the layer types peft can adapt with LoRA that genkit's networks use
-LORA_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
+# the layer types peft can adapt with LoRA that genkit's networks use (Conv1D: transformers' GPT-2
+# layers, a Linear with its weight transposed, model/lm_net@model.net=hf)
+LORA_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding, Conv1D)
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:

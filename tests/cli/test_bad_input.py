@@ -1,5 +1,7 @@
 """Bad input through the real CLI: one paragraph that says what was wrong, never a traceback."""
 
+import json
+
 import pytest
 
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, tiny_text_run
@@ -241,4 +243,54 @@ TEXT_CASES = [
 @pytest.mark.parametrize("overrides,words", TEXT_CASES, ids=[" ".join(c[0]) for c in TEXT_CASES])
 def test_bad_text_input_is_one_paragraph(tmp_path, overrides, words):
     out = cli_in_process("train", *tiny_text_run(tmp_path), "trainer.max_steps=2", *overrides, cwd=tmp_path)
+    assert_one_paragraph(out, words)
+
+
+# model/lm_net@model.net=hf and Hugging Face checkpoints (model.init_from): @llama is a tiny random
+# Llama folder; @remote, @bin_only and @nothing are copies of its config that are refused
+HF_CASES = [
+    (["model.init_from=nobody-here/no-such-model"], ["Could not fetch 'nobody-here/no-such-model'", "local folder"]),
+    (["model.init_from=@remote"], ["needs code of its own", "trust_remote_code", "genkit never sets it"]),
+    (["model.init_from=@bin_only"], ["no safetensors weights", "only pytorch_model.bin", "safetensors only"]),
+    (["model.init_from=@nothing"], ["has no config.json"]),
+    (["model.init_from=null"], ["needs its architecture", "model.net.architecture="]),
+    (["model.net.architecture={hidden_size:8}"], ["model.net.architecture needs a model_type"]),
+    (["model.net.architecture={model_type:nope}"], ["cannot build a model_type='nope' network"]),
+    (["model.net.gradient_checkpointing=maybe"], ["model.net.gradient_checkpointing='maybe'", "true or false"]),
+    (["data.block_size=512"], ["data.block_size=512 is longer than the 128 positions", "max_position_embeddings"]),
+    (["model/lm_net@model.net=gpt2"], ["holds a 'llama' model", "model/lm_net@model.net=hf"]),
+    (["model/lm_net@model.net=lstm"], ["holds a 'llama' model", "model/lm_net@model.net=hf"]),
+]
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory):
+    from tests.helpers import write_tiny_hf_model
+
+    root = tmp_path_factory.mktemp("hf_bad")
+    llama = write_tiny_hf_model(root / "llama")
+    config = json.loads((llama / "config.json").read_text())
+    for name, extra, weights in (("remote", {"auto_map": {"AutoModelForCausalLM": "mine.Model"}}, None),
+                                 ("bin_only", {}, "pytorch_model.bin"), ("nothing", None, None)):  # fmt: skip
+        (root / name).mkdir()
+        if extra is not None:
+            (root / name / "config.json").write_text(json.dumps({**config, **extra}))
+        if weights:
+            (root / name / weights).write_bytes(b"a pickle genkit never opens")
+    return root
+
+
+@pytest.mark.parametrize("overrides,words", HF_CASES, ids=[" ".join(c[0]) for c in HF_CASES])
+def test_bad_hugging_face_input_is_one_paragraph(tmp_path, hf_folders, monkeypatch, overrides, words):
+    import huggingface_hub.constants
+
+    from tests.helpers import hf_text_run
+
+    # offline at once (the hub client would retry for ~15 s on a machine without a network)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    overrides = [o.replace("@", f"{hf_folders}/") if "init_from=@" in o else o for o in overrides]
+    run = hf_text_run(tmp_path, hf_folders / "llama")
+    if any(o.startswith("model/lm_net") for o in overrides):  # another network in place of hf
+        run = [o for o in run if not o.startswith("model/lm_net")]
+    out = cli_in_process("train", *run, *overrides, cwd=tmp_path)
     assert_one_paragraph(out, words)

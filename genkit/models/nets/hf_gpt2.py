@@ -1,17 +1,18 @@
-"""Loading Hugging Face GPT-2 checkpoints into genkit's Transformer (no second model class).
+"""Hugging Face GPT-2 checkpoints in and out of genkit's Transformer (no second model class).
 
 HF's GPT-2 stores its linear layers as Conv1D with (in, out) weights; genkit's nn.Linear
-holds (out, in), so those matrices are transposed on the way in.
+holds (out, in), so those matrices are transposed on the way in and on the way out. One table
+(_BLOCK_NAMES) names each block's parts both ways.
 """
 
 import logging
-from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
+from torch import nn
 
-from genkit.checkpoints.hub import GPT2_SIZES, pretrained_config, pretrained_dir
+from genkit.checkpoints.hub import GPT2_SIZES, pretrained_config, safetensors_files
 from genkit.errors import GenkitError
-from genkit.models.nets.transformer import Transformer
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ _BLOCK_NAMES = {
     "mlp.c_fc": "mlp.fc",
     "mlp.c_proj": "mlp.proj",
 }
+# genkit's model.net.gelu -> GPT-2's activation_function: the tanh approximation is GPT-2's own
+# ("gelu_new"); the exact GELU is transformers' "gelu"
+GELU_NAMES = {"tanh": "gelu_new", "none": "gelu"}
 
 
 def gpt2_config(name_or_path: str) -> dict:
@@ -36,26 +40,17 @@ def gpt2_config(name_or_path: str) -> dict:
     return config
 
 
-def _read_state(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        return load_file(folder / "model.safetensors")
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise GenkitError(f"{folder} has neither model.safetensors nor pytorch_model.bin.")
+def _read_state(name_or_path: str) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for path in safetensors_files(name_or_path):  # safetensors only: no pickle is ever opened
+        state.update(load_file(path))
+    return state
 
 
-def load_gpt2_weights(net: Transformer, name_or_path: str) -> None:
-    """Copy a GPT-2 checkpoint into net, whose sizes must match the checkpoint's config."""
-    if not isinstance(net, Transformer):
-        raise GenkitError(
-            f"model.init_from={name_or_path} names Hugging Face GPT-2 weights, which load only into genkit's "
-            f"transformer, not into {type(net).__name__}. Pick model/lm_net@model.net=gpt2, or drop "
-            f"model.init_from to train this network from scratch (or start from a genkit run of it)."
-        )
+def load_gpt2_weights(net: nn.Module, name_or_path: str) -> None:
+    """Copy a GPT-2 checkpoint into genkit's Transformer `net`, whose sizes must match the
+    checkpoint's config."""
     config = gpt2_config(name_or_path)
-    folder = pretrained_dir(name_or_path)
     expected = {k: config[hf_key] for k, hf_key in GPT2_SIZES.items()}
     wrong = [k for k in expected if getattr(net, k) != expected[k] and k != "block_size"]
     if wrong or net.block_size > expected["block_size"]:
@@ -63,7 +58,7 @@ def load_gpt2_weights(net: Transformer, name_or_path: str) -> None:
             f"The network does not have the shape of {name_or_path}: it needs "
             f"{', '.join(f'{k}={expected[k]}' for k in expected)} (block_size at most {expected['block_size']})."
         )
-    hf = {k.removeprefix("transformer."): v for k, v in _read_state(folder).items()}
+    hf = {k.removeprefix("transformer."): v for k, v in _read_state(name_or_path).items()}
     # a shorter context keeps the first block_size learned positions
     state = {"wte.weight": hf["wte.weight"], "wpe.weight": hf["wpe.weight"][: net.block_size]}
     state["ln_f.weight"], state["ln_f.bias"] = hf["ln_f.weight"], hf["ln_f.bias"]
@@ -76,4 +71,46 @@ def load_gpt2_weights(net: Transformer, name_or_path: str) -> None:
                 state[f"blocks.{i}.{name}.{kind}"] = tensor
     state["lm_head.weight"] = state["wte.weight"]
     net.load_state_dict(state, strict=True)
-    log.info("Loaded GPT-2 weights from %s", folder)
+    log.info("Loaded GPT-2 weights from %s", name_or_path)
+
+
+def as_gpt2(net: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
+    """genkit's Transformer as a transformers GPT2LMHeadModel: its config.json and its state dict
+    (HF names, Conv1D layout). Layers built without biases (model.net.bias=false) get zero biases,
+    which compute the same; the output layer stays tied to the embedding, as in GPT-2."""
+    attn = net.blocks[0].attn
+    config = {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": net.vocab_size,
+        "n_positions": net.block_size,
+        "n_embd": net.n_embd,
+        "n_layer": net.n_layer,
+        "n_head": attn.n_head,
+        "n_inner": net.blocks[0].mlp.fc.out_features,
+        "activation_function": GELU_NAMES[net.blocks[0].mlp.gelu],
+        "layer_norm_epsilon": net.ln_f.eps,
+        "tie_word_embeddings": True,
+        # dropout only acts in training; the export is for inference, as genkit's eval mode
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+    }
+    own = {k: v.detach() for k, v in net.state_dict().items()}
+
+    def with_bias(prefix: str, size: int) -> dict[str, torch.Tensor]:
+        bias = own.get(f"{prefix}.bias")
+        return {"bias": bias if bias is not None else torch.zeros(size, dtype=own[f"{prefix}.weight"].dtype)}
+
+    state = {"transformer.wte.weight": own["wte.weight"], "transformer.wpe.weight": own["wpe.weight"]}
+    state["transformer.ln_f.weight"] = own["ln_f.weight"]
+    state["transformer.ln_f.bias"] = with_bias("ln_f", net.n_embd)["bias"]
+    for i in range(net.n_layer):
+        for hf_name, name in _BLOCK_NAMES.items():
+            weight = own[f"blocks.{i}.{name}.weight"]
+            if f"{hf_name}.weight" in _CONV1D:
+                weight = weight.t()
+            state[f"transformer.h.{i}.{hf_name}.weight"] = weight.contiguous()
+            size = weight.shape[-1] if f"{hf_name}.weight" in _CONV1D else weight.shape[0]
+            state[f"transformer.h.{i}.{hf_name}.bias"] = with_bias(f"blocks.{i}.{name}", size)["bias"]
+    return config, state

@@ -13,6 +13,7 @@ loss, `forward` for logits, `generate` for sampling. Its cache is the LSTM's sta
 import torch
 from torch import nn
 
+from genkit.errors import GenkitError
 from genkit.models.nets.transformer import sample_next
 
 # the LSTM's state: (h, c), each (n_layer, B, n_embd)
@@ -20,6 +21,10 @@ LSTMState = tuple[torch.Tensor, torch.Tensor]
 
 
 class LSTMLanguageModel(nn.Module):
+    # peft cannot adapt nn.LSTM, so LoRA has no default layers here (finetune.lora then stops, and
+    # says to name some in finetune.lora.targets)
+    lora_targets = ()
+
     def __init__(
         self,
         vocab_size: int,
@@ -44,6 +49,14 @@ class LSTMLanguageModel(nn.Module):
             self.lm_head.weight = self.wte.weight
         else:
             nn.init.uniform_(self.lm_head.weight, -0.1, 0.1)
+
+    def load_pretrained(self, name_or_path: str) -> None:
+        raise GenkitError(
+            f"model.init_from={name_or_path} names Hugging Face weights, which load only into genkit's transformer "
+            f"(GPT-2) or a network built by transformers, not into {type(self).__name__}. Pick "
+            f"model/lm_net@model.net=gpt2 or model/lm_net@model.net=hf, or drop model.init_from to train this "
+            f"network from scratch (or start from a genkit run of it)."
+        )
 
     def forward(self, idx: torch.Tensor, cache: LSTMState | None = None) -> tuple[torch.Tensor, LSTMState]:
         """idx (B, T) -> logits (B, T, vocab) and the state after these T positions."""

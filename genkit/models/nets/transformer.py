@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genkit.errors import GenkitError
+from genkit.models.nets.hf_gpt2 import load_gpt2_weights
 
 # per layer: (keys, values), each (B, n_head, T_cached, head_dim)
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -96,6 +97,10 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    # the layers LoRA adapts unless finetune.lora.targets names others: the attention and MLP
+    # projections of every block (LoRA's usual choice for GPT-2)
+    lora_targets = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc", "blocks.*.mlp.proj")
+
     def __init__(
         self,
         vocab_size: int,
@@ -140,6 +145,10 @@ class Transformer(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def load_pretrained(self, name_or_path: str) -> None:
+        """model.init_from=<Hugging Face GPT-2 id or folder>: its weights, into this network."""
+        load_gpt2_weights(self, name_or_path)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         """idx (B, T) -> logits (B, T, vocab) and the cache extended by these T positions."""

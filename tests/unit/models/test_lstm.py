@@ -158,9 +158,9 @@ def test_an_lstm_run_starts_a_fine_tuning_run(tmp_path):
 
 def test_lora_on_an_lstm_is_refused_in_one_paragraph(tmp_path):
     cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", LSTM, "model.net.n_embd=16", "finetune.lora.r=2")
-    with pytest.raises(GenkitError, match="matches no Linear, Conv or Embedding layer") as info:
+    with pytest.raises(GenkitError, match="names no layers for LoRA adapters") as info:
         build_model(cfg)
-    assert "net.blocks.*.attn.qkv" in str(info.value) and "\n" not in str(info.value)
+    assert "finetune.lora.targets" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_hugging_face_gpt2_weights_do_not_load_into_an_lstm(tmp_path):
