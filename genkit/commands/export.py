@@ -18,6 +18,7 @@ from genkit.commands.options import CHECKPOINT_OPTIONS, MERGE, check_options
 from genkit.errors import GenkitError
 from genkit.formats.base import Exported
 from genkit.formats.ckpt import write_ckpt
+from genkit.formats.hf import write_hf
 from genkit.formats.safetensors import write_safetensors
 from genkit.options import BOOLEAN, Option, one_of
 from genkit.training.finetune import merge_lora
@@ -28,6 +29,7 @@ log = logging.getLogger("genkit")
 # format name -> writer(Exported, out) -> the path written
 FORMATS = {
     "ckpt": write_ckpt,
+    "hf": write_hf,
     "safetensors": write_safetensors,
 }
 

@@ -1,0 +1,126 @@
+"""`genkit export format=...`: each format opened by the library that owns it, not by genkit's own
+reader (transformers for format=hf), and format=safetensors by `genkit sample` / `genkit eval`
+with no pickle read at any point."""
+
+import json
+
+import pytest
+import torch
+
+from genkit.training.restore import load_model
+from tests.helpers import cli_in_process
+
+transformers = pytest.importorskip("transformers")
+
+
+def export(tmp_path, ckpt, *options):
+    out = cli_in_process("export", f"ckpt={ckpt}", *options, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_genkits_gpt_as_hf_opens_in_transformers_with_the_same_logits_and_tokens(tmp_path, tiny_gpt_checkpoint):
+    export(tmp_path, tiny_gpt_checkpoint, "format=hf", f"out={tmp_path / 'hf'}")
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    model, datamodule, _ = load_model(tiny_gpt_checkpoint)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf.config.model_type == "gpt2"
+    # genkit's prompt is its boundary token then the prompt's ids, which the exported tokenizer gives
+    ids = datamodule.prompt_ids("line 3 of a")
+    assert tokenizer("line 3 of a").input_ids == ids[1:]
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, model(x), atol=1e-4, rtol=0)
+    greedy = model.sample(1, prompt_ids=ids, max_new_tokens=10, temperature=0)  # within block_size=16
+    # all of the prompt attended to (the boundary token is no padding), and no stop at it
+    theirs = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=10, do_sample=False, eos_token_id=None)
+    assert theirs.tolist() == greedy.tolist()
+    text = transformers.pipeline("text-generation", model=str(tmp_path / "hf"))("line 3", max_new_tokens=4)
+    assert text[0]["generated_text"].startswith("line 3")
+
+
+def test_char_and_word_vocabularies_become_tokenizer_json(tmp_path):
+    from genkit.data.tokenizers import CharTokenizer, WordTokenizer
+    from genkit.formats.tokenizer_json import save_tokenizer_files
+
+    text = "the cat sat\non the mat\n"
+    for tokenizer in (CharTokenizer.fit(text), WordTokenizer.fit(text)):
+        folder = tmp_path / tokenizer.kind
+        folder.mkdir()
+        save_tokenizer_files(tokenizer, folder, 64)
+        theirs = transformers.AutoTokenizer.from_pretrained(folder)
+        ids = tokenizer.encode("the mat\nsat on")
+        # genkit ends every line of words with <eos>, the last one too; the text has no last newline
+        assert theirs("the mat\nsat on").input_ids == (ids[:-1] if tokenizer.kind == "word" else ids)
+    assert theirs.decode(WordTokenizer.fit(text).encode_prompt("the cat")) == "the cat"
+
+
+def _no_pickle(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load was called: a pickle was opened")
+
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+@pytest.mark.parametrize("family", ["gpt", "gan"])
+def test_safetensors_export_samples_and_evaluates_without_pickle(tmp_path, request, monkeypatch, family):
+    ckpt = request.getfixturevalue(f"tiny_{family}_checkpoint")
+    data_root = ckpt.parents[3] / "data"
+    export(tmp_path, ckpt, "format=safetensors", f"out={tmp_path / 'st'}")
+    folder = tmp_path / "st"
+    assert json.loads((folder / "genkit.json").read_text())["genkit"]["config"]["model"]["_target_"].startswith(
+        "genkit.models."
+    )
+    text = ["max_new_tokens=6", "temperature=0"] if family == "gpt" else []
+    args = ["n=2", f"data_root={data_root}", *text]
+    reference = cli_in_process("sample", f"ckpt={ckpt}", *args, f"out={tmp_path / 'a'}", cwd=tmp_path)
+    _no_pickle(monkeypatch)
+    sampled = cli_in_process("sample", f"ckpt={folder}", *args, f"out={tmp_path / 'b'}", cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    if family == "gpt":
+        assert (tmp_path / "b.txt").read_text() == (tmp_path / "a.txt").read_text()
+        scored = cli_in_process("eval", f"ckpt={folder}", f"out={tmp_path / 'eval.json'}", cwd=tmp_path)
+        assert scored.returncode == 0, scored.stderr[-3000:]
+        assert json.loads((tmp_path / "eval.json").read_text())["test/ppl"] > 1
+    assert reference.returncode == 0
+
+
+def test_overwrite_replaces_an_existing_export(tmp_path, tiny_gan_checkpoint):
+    out = tmp_path / "st"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    refused = cli_in_process("export", f"ckpt={tiny_gan_checkpoint}", "format=safetensors", f"out={out}", cwd=tmp_path)
+    assert refused.returncode == 2 and (out / "keep.txt").read_text() == "mine"
+    export(tmp_path, tiny_gan_checkpoint, "format=safetensors", f"out={out}", "overwrite=true")
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_a_tiny_llama_trains_with_lora_samples_evaluates_and_exports_to_transformers(tmp_path):
+    """The issue's bar: a Llama-architecture model fine-tuned with LoRA through genkit, exported
+    with format=hf, generates in transformers the greedy tokens that `genkit sample` gives."""
+    from genkit.commands.train import train
+    from tests.helpers import hf_text_run, make_cfg, write_tiny_hf_model
+
+    folder = write_tiny_hf_model(tmp_path / "tiny-llama", "llama")
+    train(make_cfg(tmp_path, *hf_text_run(tmp_path, folder), "finetune.lora.r=4"))
+    run = tmp_path / "outputs" / "run"
+    prompt = "sentence number 7"
+    sampled = cli_in_process("sample", f"ckpt={run}", "which=last", "n=1", "temperature=0", "max_new_tokens=8",
+                             f"prompt={prompt}", f"out={tmp_path / 'sample'}", cwd=tmp_path)  # fmt: skip
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    scored = cli_in_process("eval", f"ckpt={run}", "which=last", f"out={tmp_path / 'eval.json'}", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.loads((tmp_path / "eval.json").read_text())["test/ppl"] > 1
+
+    export(tmp_path, run, "which=last", "format=hf", f"out={tmp_path / 'hf'}")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf.config.model_type == "llama" and not any("lora" in k for k in hf.state_dict())
+    # genkit starts generation from its boundary token, then the prompt
+    x = torch.tensor([[tokenizer.convert_tokens_to_ids("<|endoftext|>"), *tokenizer(prompt).input_ids]])
+    tokens = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False, eos_token_id=None)
+    theirs = tokenizer.decode(tokens[0, 1:].tolist())
+    with open(tmp_path / "sample.txt", newline="") as f:  # as written: a random model may emit a \r
+        assert f.read() == f"--- sample 0 ---\n{theirs}\n"
