@@ -154,6 +154,10 @@ EXPORT_CASES = [
     ([], ["genkit export needs out=<file>"]),
     (["out=x.ckpt", "merge=maybe"], ["merge='maybe'", "true or false"]),
     (["out=x.ckpt", "+mrege=true"], ["has no option 'mrege'"]),
+    (["out=x.ckpt", "format=nope"], ["format='nope'", "ckpt", "safetensors"]),
+    (["out=x.ckpt", "overwrite=maybe"], ["overwrite='maybe'", "true or false"]),
+    (["out=x.ckpt", "format=hf"], ["format=hf holds text models", "GAN", "format=safetensors"]),
+    (["out=."], ["out=. already exists", "overwrite=true"]),
 ]
 
 

@@ -124,3 +124,18 @@ def test_a_tiny_llama_trains_with_lora_samples_evaluates_and_exports_to_transfor
     theirs = tokenizer.decode(tokens[0, 1:].tolist())
     with open(tmp_path / "sample.txt", newline="") as f:  # as written: a random model may emit a \r
         assert f.read() == f"--- sample 0 ---\n{theirs}\n"
+
+
+def test_the_lstm_has_no_hf_format_and_says_which_it_has(tmp_path):
+    from genkit.formats.base import Exported, FormatUnsupported
+    from genkit.formats.hf import write_hf
+    from genkit.training.build import build_model
+    from tests.helpers import make_cfg
+
+    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", "model/lm_net@model.net=lstm", "model.net.n_embd=16")
+    run = Exported(build_model(cfg, report=False), None, cfg, {}, tmp_path / "last.ckpt", 0)
+    with pytest.raises(FormatUnsupported) as info:
+        write_hf(run, tmp_path / "hf")
+    message = str(info.value)
+    assert "LSTMLanguageModel network has no transformers class" in message and "format=safetensors" in message
+    assert "\n" not in message and not (tmp_path / "hf").exists()
