@@ -26,6 +26,7 @@ from genkit.data.images import ImageDataModule
 from genkit.errors import GenkitError
 from genkit.metrics.classifier import CLASSIFIER_VERSION, domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
+from genkit.metrics.text_tasks import LABEL_CHOICES, confusion_png, report_table, task_scores
 from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
 from genkit.options import BOOLEAN, Option, one_of, whole_number
 from genkit.runtime import device_for
@@ -50,6 +51,9 @@ OPTIONS = {
         None, "epochs of the domain classifier, trained once per data set (null: the data's)", whole_number(1)
     ),
     "out": Option(None, "where to write the report (default: <run>/eval.json)", shown="out=<file>"),
+    "choose_labels": Option(
+        "likelihood", "a label task (data=pairs): pick the likeliest label, or generate one", one_of(*LABEL_CHOICES)
+    ),
 }
 
 
@@ -113,12 +117,23 @@ def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: to
     return scores
 
 
-def _scores(cfg: DictConfig, model: GenerativeModel, datamodule, run_cfg: DictConfig, options, device) -> dict:
-    """The family's test metrics on the test split, and for images the scores of n generated ones."""
+def _scores(
+    cfg: DictConfig, model: GenerativeModel, datamodule, run_cfg: DictConfig, options, device, figure: Path
+) -> dict:
+    """The family's test metrics on the test split, and for images the scores of n generated ones;
+    for a task (data=pairs) its scores on the test records, the label report drawn into `figure`."""
     results = dict(model.configure_test(options, device))
     trainer = evaluation_trainer(run_cfg, model)
     trainer.test(model, datamodule=datamodule, verbose=False)
     results.update(scalar_metrics(trainer))
+    if datamodule.task_records("test"):
+        scores, report, _ = task_scores(model.to(device), datamodule, "test", choose_labels=cfg.choose_labels)
+        results.update(scores)
+        if report is not None:
+            results["test/labels_chosen_by"] = cfg.choose_labels
+            results["test/confusion_matrix_png"] = str(confusion_png(report, datamodule.labels, figure))
+            results["test/classification_report"] = report
+            print(report_table(report))
     if datamodule.modality == "images":
         model.to(device).eval()
         results["n_samples"] = cfg.n_samples
@@ -138,6 +153,7 @@ def _starting_model_scores(cfg: DictConfig, start: str, run_cfg: DictConfig, dat
         "checkpoint_mtime": source.stat().st_mtime if source else None,
         "scored_with": str(out.parent.resolve()),
         **{k: cfg[k] for k in ("n_samples", "seed", "classifier_epochs", "inception", "inception_weights")},
+        "choose_labels": cfg.choose_labels,
         "classifier_version": CLASSIFIER_VERSION,  # another classifier scores differently
         **options,
     }
@@ -159,7 +175,8 @@ def _starting_model_scores(cfg: DictConfig, start: str, run_cfg: DictConfig, dat
                 start_cfg.model.init_from = start
                 start_cfg.finetune = None
             model = build_model(start_cfg, report=False).eval()
-        return {**key, **_scores(cfg, model, datamodule, start_cfg, options, device)}
+        figure = out.with_name("confusion_matrix_before.png")
+        return {**key, **_scores(cfg, model, datamodule, start_cfg, options, device, figure)}
     except GenkitError as err:
         return {**key, "note": f"the starting model is not scored: {err}"}
 
@@ -189,8 +206,8 @@ def evaluate(cfg: DictConfig) -> dict:
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         options = family_choices("eval", cfg, OPTIONS)
         check_family_options("eval", options, model.test_options, type(model).__name__)
-        results.update(_scores(cfg, model, datamodule, run_cfg, options, device))
         out = Path(cfg.out or run_dir_of(path) / "eval.json")
+        results.update(_scores(cfg, model, datamodule, run_cfg, options, device, out.with_name("confusion_matrix.png")))
         start = config_of(load_checkpoint(path), path).model.get("init_from")
         if start:
             results["before"] = _starting_model_scores(cfg, str(start), run_cfg, datamodule, options, device, out)

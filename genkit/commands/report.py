@@ -22,7 +22,8 @@ def write_report(results: dict, out: Path, title: str) -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     table = Table(title=f"{title} -> {out}", show_header=False)
     for key, value in results.items():
-        if key != "before":
+        # nested reports (a classification report per label) are for eval.json, too long for a cell
+        if key != "before" and not (isinstance(value, dict) and any(isinstance(v, dict) for v in value.values())):
             table.add_row(key, _cell(value))
     Console().print(table)
     if isinstance(results.get("before"), dict):

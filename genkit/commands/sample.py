@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from genkit.checkpoints.files import resolve_checkpoint, run_dir_of
 from genkit.commands.options import CHECKPOINT_OPTIONS, check_family_options, check_options, family_choices
 from genkit.errors import GenkitError
+from genkit.metrics.text_tasks import complete_file
 from genkit.models.base import sample_from
 from genkit.options import Option, whole_number
 from genkit.runtime import device_for
@@ -24,6 +25,11 @@ OPTIONS = {
     "n": Option(64, "how many samples", whole_number(1)),
     "seed": Option(0, "the random seed of the noise", whole_number(0)),
     "out": Option(None, "where to write them (default: <run>/samples/sample_<time>.png or .txt)", shown="out=<file>"),
+    "inputs": Option(
+        None,
+        "a prompt -> completion run: complete every prompt of this file into out= (JSON Lines)",
+        shown="inputs=<file.jsonl>",
+    ),
 }
 
 
@@ -52,6 +58,8 @@ def sample(cfg: DictConfig) -> Path:
     taken = (*model.sample_options, *datamodule.options_for(asked))
     check_family_options("sample", options, taken, type(model).__name__, reasons)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    if cfg.inputs:
+        return complete_file(model, datamodule, Path(cfg.inputs), cfg.out, {**options, "generator": generator})
     out, inputs = sample_from(model, datamodule, cfg.n, generator, options)
 
     for text in datamodule.samples_as_text(out):

@@ -18,6 +18,8 @@ A data set is one LightningDataModule subclass of `GenkitDataModule` plus one co
   beside it (a text data set's tokenizer), so that a checkpoint samples with no data present.
 - `reference_data()`: whole splits as tensors, for the hand-written loops of `genkit bench`.
 - `throughput_unit` and `items_per_sample`: what `genkit bench` counts per second.
+- `task_records(split)`: prompt -> completion records that eval scores as a task (exact match,
+  a classification report or ROUGE-L); empty for data that is not a task.
 """
 
 from collections.abc import Mapping
@@ -112,6 +114,13 @@ class GenkitDataModule(L.LightningDataModule):
 
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         """Generated samples as text to print; nothing for images."""
+        return []
+
+    # ---- tasks ------------------------------------------------------------------------------
+
+    def task_records(self, split: str) -> list[dict]:
+        """Prompt -> completion records of a split ({prompt, completion, where, row}), which
+        `genkit eval` and validation score as a task (genkit.data.pairs); none for other data."""
         return []
 
     # ---- benchmarks -------------------------------------------------------------------------

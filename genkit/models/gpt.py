@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from genkit.data.text import IGNORE_INDEX
+from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
 from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.optim import build_optimizer
@@ -112,8 +113,20 @@ class GPT(GenerativeModel):
         min_lr_ratio: float = 0.1,
         token_unit: str = "token",
         init_from: str | None = None,
+        rank_by: str | None = None,
+        rank_mode: str = "min",
     ):
+        """rank_by / rank_mode: the validation metric that ranks best.ckpt and early stopping
+        instead of val/loss, e.g. val/macro_f1 and max for a label task (data=pairs)."""
         super().__init__()
+        if rank_by is not None:
+            if rank_mode not in ("min", "max") or not str(rank_by).startswith("val/"):
+                raise GenkitError(
+                    f"model.rank_by={rank_by!r} model.rank_mode={rank_mode!r}: name a validation metric (val/...) "
+                    f"and whether lower (min) or higher (max) is better, e.g. model.rank_by=val/macro_f1 "
+                    f"model.rank_mode=max."
+                )
+            self.checkpoint_metric = (str(rank_by), rank_mode)
         if init_from:
             # the weights of a Hugging Face checkpoint (a hub id or a local folder)
             net.load_pretrained(init_from)

@@ -35,7 +35,7 @@ def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_ro
             run_cfg.data.cache_dir = None
         # a built-in data set's folder holds only its official files: genkit's list and checksums
         shipped = shipped_data_config(run_cfg.data.get("folder") or run_cfg.data.get("name"))
-        if shipped is not None and "files" in shipped:
+        if shipped is not None and shipped.get("files"):  # data=pairs has a files key, null unless the user's
             run_cfg.data.files, run_cfg.data.mirrors = shipped.files, shipped.mirrors
         if run_cfg.model.get("init_from"):
             # `model.init_from` names the weights a run started from; the checkpoint holds its own

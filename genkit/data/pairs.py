@@ -1,0 +1,489 @@
+"""Prompt -> completion records for fine-tuning a language model on a task (`data=pairs`).
+
+Records come from JSON Lines, CSV or Parquet files, or a Hugging Face dataset; which fields
+are the prompt and the completion is configurable (`data.prompt_key`, `data.completion_key`), so
+`{"text": ..., "label": ...}` classification data trains by naming its keys. A chat record
+(`{"messages": [{"role": ..., "content": ...}, ...]}`) is flattened by `chat_pair`.
+
+Each record becomes one row: [eot] + prompt + separator, then completion + [eot], where eot is the
+tokenizer's boundary token (`<|endoftext|>` for BPE, `<eos>` for words, a newline for
+characters). Targets are IGNORE_INDEX except on the completion and its closing eot, so the loss
+counts only completion tokens (the prompt gets no gradient). A batch is right-padded to its
+longest row with IGNORE_INDEX targets: the networks are causal, so a real position never sees
+the padding after it and needs no attention mask.
+
+When the completions form a closed set (at most `data.max_labels` distinct values in the training
+split, each seen five times on average) the task is a label task: genkit eval then reports a
+classification report and picks labels by their likelihood (genkit/metrics/text_tasks.py).
+"""
+
+import csv
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genkit.checkpoints.files import load_checkpoint
+from genkit.checkpoints.hub import pretrained_dir
+from genkit.checkpoints.starting_weights import starting_checkpoint
+from genkit.data.base import GenkitDataModule, with_suffix
+from genkit.data.batching import per_process
+from genkit.data.text import IGNORE_INDEX, write_text
+from genkit.data.tokenizers import KINDS, UNK, BPETokenizer, WordTokenizer, tokenizer_from_json
+from genkit.errors import GenkitError
+from genkit.options import TEXT, Option
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# the file names a data.path folder may hold for each split, first match wins
+SPLIT_FILES = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
+# the chat template: each message as "<role>: <content>" on its own line, the prompt ending with
+# "assistant:" and the last assistant message as the completion (after one space)
+CHAT_TURN = "{role}: {content}\n"
+
+
+def normalise(text: str) -> str:
+    """Whitespace collapsed to single spaces and trimmed: how completions are compared."""
+    return " ".join(str(text).split())
+
+
+def chat_pair(messages: Any, where: str) -> tuple[str, str]:
+    """A `messages` list (role / content) as (prompt, completion): every message before the last
+    as CHAT_TURN lines and "assistant:", then the last (an assistant's) content."""
+    ok = isinstance(messages, list) and messages and all(isinstance(m, Mapping) and {"role", "content"} <= m.keys()
+                                                         for m in messages)  # fmt: skip
+    if not ok or messages[-1]["role"] != "assistant":
+        raise GenkitError(
+            f"{where}: `messages` must be a list of {{role, content}} objects ending with the assistant's reply, "
+            f"which is the completion to learn."
+        )
+    prompt = "".join(CHAT_TURN.format(role=m["role"], content=m["content"]) for m in messages[:-1])
+    return prompt + "assistant:", " " + str(messages[-1]["content"])
+
+
+def _json_lines(path: Path) -> list[tuple[str, Any]]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except ValueError as err:
+            raise GenkitError(f"{path} is not valid JSON ({err}); give a JSON list or JSON Lines.") from None
+        return [(f"{path} record {i + 1}", row) for i, row in enumerate(rows)]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{path} line {number}", json.loads(line)))
+        except ValueError:
+            raise GenkitError(
+                f"{path} line {number} is not JSON ({line[:60]!r}): data=pairs reads JSON Lines (one object a line, "
+                f".jsonl), CSV (.csv with a header row) or Parquet (.parquet)."
+            ) from None
+    return rows
+
+
+def read_rows(path: Path) -> list[tuple[str, Any]]:
+    """(where, row) for each record of a JSON Lines, JSON, CSV or Parquet file; `where` names the
+    file and line for error messages."""
+    if not path.is_file():
+        raise GenkitError(f"{path} does not exist; give a .jsonl, .csv or .parquet file of records.")
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.DictReader(f)
+            return [(f"{path} line {reader.line_num}", row) for row in reader]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # here: only Parquet data needs it
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as err:  # pyarrow's own error types: whatever they are, the file is not Parquet
+            raise GenkitError(f"{path} is not a Parquet file ({type(err).__name__}: {err}).") from None
+        return [(f"{path} row {i + 1}", row) for i, row in enumerate(rows)]
+    return _json_lines(path)
+
+
+class Pairs:
+    """How a row becomes (prompt, completion): the keys to read, or a chat's messages."""
+
+    def __init__(self, prompt_key: str, completion_key: str):
+        self.prompt_key, self.completion_key = prompt_key, completion_key
+
+    def __call__(self, where: str, row: Any, need_completion: bool = True) -> tuple[str, str | None]:
+        if not isinstance(row, Mapping):
+            raise GenkitError(f"{where} is {type(row).__name__}, not a record with named fields.")
+        if self.prompt_key not in row and "messages" in row:
+            return chat_pair(row["messages"], where)
+        missing = [k for k in (self.prompt_key, self.completion_key)[: 2 if need_completion else 1] if k not in row]
+        if missing:
+            raise GenkitError(
+                f"{where} has no {' and no '.join(repr(k) for k in missing)} field (its fields: "
+                f"{', '.join(map(str, row)) or 'none'}); name the prompt and completion fields with "
+                f"data.prompt_key=<field> data.completion_key=<field>, or give chat records with `messages`."
+            )
+        completion = row.get(self.completion_key)
+        if need_completion and (completion is None or not str(completion).strip()):
+            raise GenkitError(
+                f"{where} has an empty completion ({self.completion_key}={completion!r}): there is nothing to learn "
+                f"from it; fill it in or leave the record out."
+            )
+        return str(row[self.prompt_key]), None if completion is None else str(completion)
+
+
+class PairBatches(Dataset):
+    """Rows of token ids (prompt_len, ids) -> right-padded (x, y) with only completion targets."""
+
+    def __init__(self, rows: list[tuple[int, list[int]]], pad_id: int):
+        self.rows, self.pad_id = rows, pad_id
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.rows[i] for i in indices]
+        T = max(len(ids) for _, ids in rows) - 1
+        x = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
+        y = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
+        for b, (prompt_len, ids) in enumerate(rows):
+            seq = torch.tensor(ids, dtype=torch.long)
+            x[b, : len(ids) - 1] = seq[:-1]
+            # y[i] = ids[i + 1]: positions up to the prompt's last token predict prompt tokens (no loss);
+            # from there on each predicts a completion token or the closing eot
+            y[b, prompt_len - 1 : len(ids) - 1] = seq[prompt_len:]
+        return x, y
+
+    def __getitem__(self, i: int):
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
+
+
+class PairsDataModule(GenkitDataModule):
+    """Prompt -> completion records (see the module's docstring).
+
+    path: a folder with train / val (or validation) / test files (.jsonl, .json, .csv or .parquet),
+    or one file cut by `fractions` in record order; files: {train: <file>, val: ..., test: ...};
+    dataset: a Hugging Face dataset (a Hub name or a local folder), read with datasets.
+    A split that is missing falls back to val (test) or is cut from train by `fractions` (val).
+    root: the machine's data folder, which genkit's own data sets live in; records are the user's
+    own files, named by path, so it is not read.
+    """
+
+    modality = "text"
+    throughput_unit = "tokens"
+    sample_suffix = ".txt"
+    input_options = {"prompt_ids": {"prompt": Option("", "the prompt to complete", TEXT, shown='prompt="..."')}}
+
+    def __init__(
+        self,
+        name: str,
+        tokenizer: str,
+        vocab_size: int,
+        block_size: int,
+        path: str | None = None,
+        files: Mapping[str, str] | None = None,
+        dataset: str | None = None,
+        dataset_config: str | None = None,
+        fractions: Mapping[str, float] | None = None,
+        prompt_key: str = "prompt",
+        completion_key: str = "completion",
+        separator: str = "",
+        max_labels: int = 100,
+        labels: Sequence[str] | None = None,
+        pretrained_tokenizer: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        num_workers: int = 0,
+        max_device_batch: int | None = None,
+        seed: int = 12345,
+        token_unit: str | None = None,
+        root: str | None = None,
+    ):
+        super().__init__()
+        if tokenizer not in KINDS:
+            raise GenkitError(f"data.tokenizer={tokenizer!r}: choose one of {', '.join(KINDS)}.")
+        given = [k for k, v in (("path", path), ("files", files), ("dataset", dataset)) if v]
+        if len(given) != 1:
+            raise GenkitError(
+                f"data=pairs needs exactly one source of records, got {', '.join(given) or 'none'}: data.path=<folder "
+                f"or file>, data.files={{train: <file>, val: <file>, test: <file>}}, or data.dataset=<HF dataset>."
+            )
+        if labels is not None and (isinstance(labels, str) or not all(isinstance(x, str) for x in labels)):
+            raise GenkitError(f"data.labels={labels!r} must be a list of label texts, e.g. [positive, negative].")
+        self.name, self.tokenizer_kind, self.vocab_size = name, tokenizer, vocab_size
+        self.block_size = block_size
+        self.path = Path(path).expanduser() if path else None
+        self.files = {k: Path(v).expanduser() for k, v in (files or {}).items()}
+        self.dataset, self.dataset_config = dataset, dataset_config
+        self.fractions = dict(fractions or {"train": 0.9, "val": 0.05, "test": 0.05})
+        self.read = Pairs(prompt_key, completion_key)
+        self.separator, self.max_labels = separator, max_labels
+        self.given_labels = list(labels) if labels is not None else None
+        self.pretrained_tokenizer = pretrained_tokenizer
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.max_device_batch, self.seed = max_device_batch, seed
+        self.token_unit = token_unit or tokenizer
+        self.tokenizer = None
+        self.tokenizer_from_checkpoint = False
+        self.records: dict[str, list[dict]] = {}
+        self.rows: dict[str, list[tuple[int, list[int]]]] = {}
+        self.labels: list[str] | None = None
+        # the most tokens a training completion took (with its eot): how long generation may run
+        self.longest_completion = block_size
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def _split_files(self) -> dict[str, Path]:
+        if self.files:
+            unknown = set(self.files) - SPLIT_FILES.keys()
+            if unknown or "train" not in self.files:
+                raise GenkitError(
+                    f"data.files={ {k: str(v) for k, v in self.files.items()} } must name a train file, and only "
+                    f"train, val and test."
+                )
+            return dict(self.files)
+        if not self.path.exists():
+            raise GenkitError(f"data.path={self.path} does not exist; give a folder of train/val/test files or a file.")
+        if self.path.is_file():
+            return {"all": self.path}
+        found = {}
+        for split, stems in SPLIT_FILES.items():
+            match = next((self.path / f"{s}{x}" for s in stems for x in SUFFIXES if (self.path / f"{s}{x}").is_file()),
+                         None)  # fmt: skip
+            if match is not None:
+                found[split] = match
+        if "train" not in found:
+            raise GenkitError(
+                f"data.path={self.path} holds no train file: name them train.jsonl, val.jsonl (or validation.jsonl) "
+                f"and test.jsonl (or the same names in .csv / .parquet)."
+            )
+        return found
+
+    def _hf_rows(self) -> dict[str, list[tuple[str, Any]]]:
+        import datasets  # here: importing it takes a second that other data need not pay
+
+        folder = Path(self.dataset).expanduser()
+        try:
+            loaded = (datasets.load_from_disk(str(folder)) if (folder / "dataset_dict.json").is_file()
+                      else datasets.load_dataset(self.dataset, self.dataset_config))  # fmt: skip
+        except (ConnectionError, FileNotFoundError) as err:
+            raise GenkitError(
+                f"data.dataset={self.dataset} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                f"give a local folder (save_to_disk's, or of data files) or a dataset in the Hugging Face cache."
+            ) from None
+        names = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
+        rows = {}
+        for split, options in names.items():
+            name = next((n for n in options if n in loaded), None)
+            if name is not None:
+                rows[split] = [(f"{self.dataset} {name} row {i + 1}", r) for i, r in enumerate(loaded[name])]
+        if "train" not in rows:
+            raise GenkitError(f"data.dataset={self.dataset} has no train split (its splits: {', '.join(loaded)}).")
+        return rows
+
+    def _split_rows(self) -> dict[str, list[tuple[str, Any]]]:
+        if self.dataset:
+            rows = self._hf_rows()
+        else:
+            rows = {split: read_rows(file) for split, file in self._split_files().items()}
+        if "all" in rows:
+            rows = {"train": rows.pop("all")}
+        if "val" not in rows:  # cut from train in record order, as data=text cuts a file
+            cut = {s: f for s, f in self.fractions.items() if s == "train" or s not in rows}
+            records, total, start = rows["train"], sum(cut.values()), 0
+            for split, fraction in cut.items():
+                end = len(records) if split == list(cut)[-1] else start + int(len(records) * fraction / total)
+                rows[split] = records[start:end]
+                start = end
+        if not rows.get("val"):
+            rows["val"] = rows["train"][-1:]
+        return rows
+
+    # ---- tokenising -------------------------------------------------------------------------
+
+    def _given_tokenizer(self):
+        """A checkpoint's own tokenizer, a starting genkit run's, or a Hugging Face checkpoint's."""
+        if self.tokenizer is not None and self.tokenizer_from_checkpoint:
+            return self.tokenizer
+        if not self.pretrained_tokenizer:
+            return None
+        source = starting_checkpoint(self.pretrained_tokenizer)
+        if source is None:
+            return BPETokenizer.from_pretrained(pretrained_dir(self.pretrained_tokenizer))
+        # whichever data module saved it (data=text, data=pairs, ...): the state holding a tokenizer
+        states = [s for s in load_checkpoint(source).values() if isinstance(s, Mapping) and "tokenizer" in s]
+        if not states:
+            raise GenkitError(
+                f"{source} carries no tokenizer (it is not a run on text), so the records cannot be encoded as its "
+                f"model expects; start from a GPT run."
+            )
+        return tokenizer_from_json(json.loads(states[0]["tokenizer"]))
+
+    def _fit_tokenizer(self, train: list[dict]):
+        text = "\n".join(r["prompt"] + self.separator + r["completion"] for r in train)
+        tokenizer = KINDS[self.tokenizer_kind].fit(text, self.vocab_size)
+        if isinstance(tokenizer, WordTokenizer) and UNK not in tokenizer.stoi:
+            # words first seen in val or test are read as <unk> instead of stopping the run
+            tokenizer = WordTokenizer([*tokenizer.itos, UNK])
+        return tokenizer
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """[eot] + the prompt + the separator: what a completion is generated from."""
+        return [self.tokenizer.bos_id, *self.tokenizer.encode_prompt(prompt + self.separator)]
+
+    def encode_completion(self, completion: str) -> list[int]:
+        """The completion's ids followed by eot."""
+        return [*self.tokenizer.encode_prompt(completion), self.tokenizer.bos_id]
+
+    def decode_completion(self, ids: Sequence[int]) -> str:
+        """Generated ids up to (not including) the first eot, as text."""
+        ids = list(ids)
+        if self.tokenizer.bos_id in ids:
+            ids = ids[: ids.index(self.tokenizer.bos_id)]
+        return self.tokenizer.decode(ids)
+
+    def _encode(self, split: str, records: list[dict]) -> list[tuple[int, list[int]]]:
+        rows, cut = [], 0
+        limit = self.block_size + 1  # x and y are the row shifted by one: block_size positions each
+        for r in records:
+            prompt = self.encode_prompt(r["prompt"])
+            if len(prompt) + 1 > self.block_size:
+                raise GenkitError(
+                    f"{r['where']}: its prompt is {len(prompt)} tokens (with the leading end-of-text), which leaves no "
+                    f"room for a completion in data.block_size={self.block_size}; shorten the prompt or raise "
+                    f"data.block_size (a GPT's context is fixed by its starting run)."
+                )
+            ids = prompt + self.encode_completion(r["completion"])
+            if len(ids) > limit:
+                ids, cut = ids[:limit], cut + 1
+            rows.append((len(prompt), ids))
+        if cut:
+            log.warning(
+                "%d of the %d %s records are longer than data.block_size=%d tokens: their completions are cut to fit "
+                "(raise data.block_size to keep them whole).", cut, len(records), split, self.block_size,
+            )  # fmt: skip
+        return rows
+
+    def _label_set(self, train: list[dict]) -> list[str] | None:
+        """The closed set of labels, if the completions form one (see the module's docstring)."""
+        if self.given_labels is not None:
+            return [normalise(x) for x in self.given_labels]
+        distinct = sorted({normalise(r["completion"]) for r in train})
+        return distinct if len(distinct) <= self.max_labels and len(distinct) * 5 <= len(train) else None
+
+    def _check_labels(self) -> None:
+        known = set(self.labels)
+        for split, records in self.records.items():
+            for r in records:
+                if normalise(r["completion"]) not in known:
+                    raise GenkitError(
+                        f"{r['where']} ({split}) has the label {r['completion']!r}, which the label set lacks "
+                        f"({len(known)} labels: {', '.join(sorted(known)[:10])}{', ...' if len(known) > 10 else ''})"
+                        f"; add it to data.labels or correct the record."
+                    )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.rows:
+            return
+        for split, rows in self._split_rows().items():
+            records = []
+            for where, row in rows:
+                prompt, completion = self.read(where, row)
+                records.append({"prompt": prompt, "completion": completion, "where": where, "row": row})
+            self.records[split] = records
+        if not self.records["train"]:
+            raise GenkitError(f"The training split of {self.name} has no records.")
+        self.tokenizer = self._given_tokenizer() or self._fit_tokenizer(self.records["train"])
+        if self.tokenizer.vocab_size > self.vocab_size:
+            raise GenkitError(
+                f"The {self.name} tokenizer has {self.tokenizer.vocab_size} tokens but data.vocab_size is "
+                f"{self.vocab_size}; set data.vocab_size={self.tokenizer.vocab_size}."
+            )
+        self.labels = self._label_set(self.records["train"])
+        if self.given_labels is not None:
+            self._check_labels()
+        self.rows = {split: self._encode(split, records) for split, records in self.records.items()}
+        self.longest_completion = max(len(ids) - p for p, ids in self.rows["train"])
+
+    # ---- loaders ----------------------------------------------------------------------------
+
+    def _split(self, split: str) -> list[tuple[int, list[int]]]:
+        return self.rows.get(split) or self.rows["val"]
+
+    def train_dataloader(self) -> DataLoader:
+        batches = PairBatches(self.rows["train"], self.tokenizer.bos_id)
+        return self.training_loader(batches, per_process(self.trainer, self.batch_size), self.seed, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.evaluation_loader(PairBatches(self._split("val"), self.tokenizer.bos_id), self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.evaluation_loader(PairBatches(self._split("test"), self.tokenizer.bos_id), self.eval_batch_size)
+
+    # ---- the task: what eval and the validation callback score ------------------------------
+
+    def task_records(self, split: str) -> list[dict]:
+        """The records of a split (test falls back to val), each {prompt, completion, where, row}."""
+        self.setup()
+        return self.records.get(split) or self.records["val"]
+
+    # ---- the data contract: text in, text out -------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The tokenizer and the label set, saved in every checkpoint."""
+        if self.tokenizer is None:
+            return {}
+        return {
+            "tokenizer": json.dumps(self.tokenizer.to_json()),
+            "labels": self.labels,
+            "longest_completion": self.longest_completion,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if "tokenizer" in state:
+            self.tokenizer = tokenizer_from_json(json.loads(state["tokenizer"]))
+            self.tokenizer_from_checkpoint = True
+        self.labels = state.get("labels", self.labels)
+        self.longest_completion = state.get("longest_completion", self.longest_completion)
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        if self.tokenizer is not None:
+            (run_dir / "tokenizer.json").write_text(json.dumps(self.tokenizer.to_json()))
+
+    def sample_input(self, name: str, n: int, options: Mapping) -> list[int]:
+        if name != "prompt_ids":
+            return super().sample_input(name, n, options)
+        if not options.get("prompt") and self.trainer is not None and self.records:
+            # the sample grid during training: the first validation prompt, completed
+            return self.encode_prompt(self.task_records("val")[0]["prompt"])
+        if not options.get("prompt"):
+            raise GenkitError(
+                f'{self.name} is a prompt -> completion task: give the prompt to complete (prompt="..."), or a file '
+                f"of them (inputs=<file.jsonl> out=<preds.jsonl>)."
+            )
+        if self.tokenizer is None:
+            self.setup()
+        return self.encode_prompt(options["prompt"])
+
+    def samples_as_text(self, samples: torch.Tensor) -> list[str]:
+        return [self.tokenizer.decode(row[1:].tolist()) for row in samples]
+
+    def write_samples(self, samples: torch.Tensor, path: str | Path, inputs: Mapping | None = None) -> Path:
+        return write_text(self.samples_as_text(samples), with_suffix(path, self.sample_suffix))
+
+    def items_per_sample(self) -> int:
+        return self.block_size
+
+
+def write_predictions(records: list[dict], predictions: list[str], path: Path) -> Path:
+    """One JSON line per input record: its own fields and the `prediction`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for record, prediction in zip(records, predictions, strict=True):
+            row = dict(record["row"]) if isinstance(record["row"], Mapping) else {}
+            f.write(json.dumps({**row, "prediction": prediction}) + "\n")
+    return path

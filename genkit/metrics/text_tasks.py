@@ -1,0 +1,203 @@
+"""Scores of a prompt -> completion task (data=pairs) for `genkit eval` and validation.
+
+- every task: exact match after whitespace normalisation (genkit.data.pairs.normalise);
+- a closed label set: accuracy, and precision / recall / F1 / support per label with macro and
+  weighted averages (torchmetrics), plus the confusion matrix. Labels are chosen by likelihood
+  (each label's log-probability given the prompt, the best one taken: never an invalid label;
+  the default) or by free generation (a generated text outside the set counts as wrong);
+- free text: ROUGE-L F-measure (Lin 2004) and chrF (Popovic 2015), both torchmetrics'.
+The completion-only loss and perplexity come from the family's test loop (GPT's test/loss).
+"""
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+from torchmetrics.functional.text import chrf_score
+from torchmetrics.functional.text.rouge import rouge_score
+
+from genkit.data.pairs import PairsDataModule, normalise, read_rows, write_predictions
+from genkit.errors import GenkitError
+from genkit.models.completion import candidate_logprobs, complete
+
+log = logging.getLogger("genkit")
+
+LABEL_CHOICES = ("likelihood", "generate")
+
+
+def predict(
+    model,
+    datamodule,
+    records: list[dict],
+    *,
+    choose_labels: str = "likelihood",
+    options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """A completion for each record's prompt: the likeliest label of a label task (choose_labels=
+    likelihood), else generated (greedy unless options set a temperature) up to end-of-text."""
+    options = dict(options or {})
+    net = model.net
+    model.eval()
+    prompts = [datamodule.encode_prompt(r["prompt"]) for r in records]
+    if datamodule.labels and choose_labels == "likelihood":
+        candidates = [datamodule.encode_completion(label) for label in datamodule.labels]
+        best = candidate_logprobs(net, prompts, candidates).argmax(dim=1)
+        return [datamodule.labels[k] for k in best.tolist()]
+    generated = complete(
+        net,
+        prompts,
+        datamodule.tokenizer.bos_id,
+        max_new_tokens=options.get("max_new_tokens") or datamodule.longest_completion,
+        temperature=options.get("temperature") or 0.0,
+        top_k=options.get("top_k"),
+        top_p=options.get("top_p"),
+        generator=options.get("generator"),
+        batch_size=datamodule.eval_batch_size,
+    )
+    return [datamodule.decode_completion(ids) for ids in generated]
+
+
+def classification_report(predictions: list[str], references: list[str], labels: list[str]) -> dict[str, Any]:
+    """Accuracy, per-label precision / recall / F1 / support, macro and weighted averages, and the
+    confusion matrix (rows: true label, columns: predicted; a last column for invalid predictions).
+
+    Macro averages run over the labels that occur in the references or the predictions, as
+    scikit-learn's do, so a label absent from a small split does not count as an F1 of 0."""
+    index = {label: k for k, label in enumerate(labels)}
+    K = len(labels)
+    pred = torch.tensor([index.get(normalise(p), K) for p in predictions])  # K: not a label
+    true = torch.tensor([index.get(normalise(r), K) for r in references])
+    args = {"num_classes": K + 1, "average": None, "ignore_index": None}
+    precision, recall = multiclass_precision(pred, true, **args), multiclass_recall(pred, true, **args)
+    f1 = multiclass_f1_score(pred, true, **args)
+    support = torch.bincount(true, minlength=K + 1)
+    present = (support > 0) | (torch.bincount(pred, minlength=K + 1) > 0)
+    present[K] = False
+    weights = support[:K].float() / max(int(support[:K].sum()), 1)
+    per_label = {
+        label: {"precision": precision[k].item(), "recall": recall[k].item(), "f1": f1[k].item(),
+                "support": int(support[k])}
+        for k, label in enumerate(labels)
+        if present[k]
+    }  # fmt: skip
+    return {
+        "accuracy": (pred == true).float().mean().item(),
+        "macro_precision": precision[present].mean().item(),
+        "macro_recall": recall[present].mean().item(),
+        "macro_f1": f1[present].mean().item(),
+        "weighted_precision": (precision[:K] * weights).sum().item(),
+        "weighted_recall": (recall[:K] * weights).sum().item(),
+        "weighted_f1": (f1[:K] * weights).sum().item(),
+        "invalid": int((pred == K).sum()),
+        "per_label": per_label,
+        "confusion": multiclass_confusion_matrix(pred, true, num_classes=K + 1)[:K].tolist(),
+    }
+
+
+def text_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-L F-measure and chrF (0-1) of generated completions against the references."""
+    preds, refs = [normalise(p) for p in predictions], [normalise(r) for r in references]
+    return {
+        "rouge_l": rouge_score(preds, refs, rouge_keys="rougeL")["rougeL_fmeasure"].item(),
+        "chrf": chrf_score(preds, [[r] for r in refs]).item(),
+    }
+
+
+def task_scores(
+    model,
+    datamodule,
+    split: str,
+    *,
+    choose_labels: str = "likelihood",
+    max_records: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
+    """(scalar scores named `<split>/<metric>`, the classification report or None, predictions)."""
+    records = datamodule.task_records(split)[:max_records]
+    predictions = predict(model, datamodule, records, choose_labels=choose_labels, options=options)
+    references = [r["completion"] for r in records]
+    exact = sum(normalise(p) == normalise(r) for p, r in zip(predictions, references, strict=True))
+    scores: dict[str, Any] = {f"{split}/exact_match": exact / max(len(records), 1)}
+    report = None
+    if datamodule.labels:
+        report = classification_report(predictions, references, datamodule.labels)
+        scores.update({f"{split}/{k}": v for k, v in report.items() if isinstance(v, float)})
+        scores[f"{split}/invalid_labels"] = report["invalid"]
+    else:
+        scores.update({f"{split}/{k}": v for k, v in text_scores(predictions, references).items()})
+    return scores, report, predictions
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The classification report as a plain table, as scikit-learn prints it."""
+    width = max([len(k) for k in report["per_label"]] + [12])
+    lines = [f"{'label':>{width}}  precision  recall  f1-score  support"]
+    for label, s in report["per_label"].items():
+        lines.append(f"{label:>{width}}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['f1']:8.3f}  {s['support']:7d}")
+    total = sum(s["support"] for s in report["per_label"].values())
+    lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {report['accuracy']:8.3f}  {total:7d}")
+    for avg in ("macro", "weighted"):
+        lines.append(
+            f"{avg + ' avg':>{width}}  {report[avg + '_precision']:9.3f}  {report[avg + '_recall']:6.3f}  "
+            f"{report[avg + '_f1']:8.3f}  {total:7d}"
+        )
+    return "\n".join(lines)
+
+
+def confusion_png(report: dict[str, Any], labels: list[str], path: Path) -> Path:
+    """The confusion matrix (rows: true label, columns: predicted, last column: invalid) as a PNG,
+    each row normalised by its support so rare labels are as visible as common ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    counts = torch.tensor(report["confusion"], dtype=torch.float)
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    size = max(4.0, 0.22 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels) + 1), [*labels, "(invalid)"], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, label="share of the true label's records")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def complete_file(model, datamodule, inputs: Path, out: str | None, options: Mapping[str, Any]) -> Path:
+    """`genkit sample inputs=<file> out=<preds.jsonl>`: a completion for every prompt of the file
+    (JSON Lines, CSV or Parquet, read as the run's data reads records), written beside its fields."""
+    if not isinstance(datamodule, PairsDataModule):
+        raise GenkitError(
+            f"inputs={inputs} asks for completions of prompts, but this checkpoint was trained on {datamodule.name}, "
+            f'not on prompt -> completion records (data=pairs); sample it with prompt="...".'
+        )
+    if not out:
+        raise GenkitError(f"inputs={inputs} needs out=<preds.jsonl>: where to write the completions.")
+    records = [
+        {"prompt": datamodule.read(where, row, need_completion=False)[0], "row": row}
+        for where, row in read_rows(inputs)
+    ]
+    for record, (where, _) in zip(records, read_rows(inputs), strict=True):
+        if len(datamodule.encode_prompt(record["prompt"])) >= datamodule.block_size:
+            raise GenkitError(
+                f"{where}: its prompt does not fit the model's context of {datamodule.block_size} tokens with room "
+                f"for a completion; shorten it."
+            )
+    predictions = predict(model, datamodule, records, choose_labels="generate", options=options)
+    path = write_predictions(records, predictions, Path(out))
+    log.info("Wrote %d completions to %s", len(records), path)
+    return path
