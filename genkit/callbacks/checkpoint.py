@@ -12,6 +12,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from genkit.checkpoints.provenance import data_stamp
+
 # exceptions that stop a healthy run: its state is worth saving (unlike a NaN or a crash)
 INTERRUPTIONS = (SIGTERMException, KeyboardInterrupt)
 
@@ -69,11 +71,14 @@ class ConfigInCheckpoint(L.Callback):
 
     def __init__(self, cfg: DictConfig):
         self.config = OmegaConf.to_container(cfg, resolve=True)
+        # this machine's signature of the data paths, so that sample and eval read them again only
+        # from checkpoints written here (genkit.checkpoints.provenance)
+        self.data_stamp = data_stamp(self.config.get("data") or {})
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]):
         from genkit import __version__
 
-        checkpoint["genkit"] = {"version": __version__, "config": self.config}
+        checkpoint["genkit"] = {"version": __version__, "config": self.config, "data_stamp": self.data_stamp}
 
 
 class RNGStateInCheckpoint(L.Callback):

@@ -7,6 +7,7 @@ Lightning's trainer, callbacks and loggers, plus prefixes the user names in `tru
 downloaded only over https, and a built-in data set's checksums come from genkit's own configs.
 """
 
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -23,6 +24,12 @@ TRUSTED_TARGETS = (
     "lightning.pytorch.callbacks.",
     "lightning.pytorch.loggers.",
 )
+# never trusted from a checkpoint, whatever trusted_targets says (beside the standard library and
+# builtins): loaders that unpickle or download, and the config machinery that instantiates on its own
+NEVER_TRUSTED = ("torch.load", "torch.hub.", "torch.serialization.", "torch.package.", "torch.jit.load",
+                 "numpy.load", "dill.", "cloudpickle.", "joblib.", "hydra.utils.", "omegaconf.")  # fmt: skip
+# what a trusted_targets prefix must not cover (`o`, `torch.`, `` cover these)
+DANGEROUS_EXAMPLES = ("os.", "builtins.", "subprocess.", "sys.", "importlib.", "pickle.", "shutil.", "torch.load")
 # the functions among genkit's own config targets (everything else a checkpoint builds is a class)
 TRUSTED_FUNCTIONS = ("genkit.callbacks.progress.progress_bar",)
 # where classes that checkpoints name moved to (old module prefix -> new): a checkpoint written
@@ -95,16 +102,54 @@ def check_config(cfg: DictConfig, source: str, trusted: Iterable[str] = ()) -> N
     check_targets(raw, source, trusted)
 
 
+def _top_module(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _never_trusted(name: str) -> bool:
+    """A module (or prefix) that runs code, reads files or loads pickles when a config names it:
+    the standard library, builtins, and the loaders in NEVER_TRUSTED."""
+    top = _top_module(name)
+    return top in sys.stdlib_module_names or any(name.startswith(n) for n in NEVER_TRUSTED)
+
+
+def check_trusted_prefixes(trusted: Iterable[str]) -> None:
+    """trusted_targets entries name the user's own packages: an entry that covers the standard
+    library, builtins or a loader (`os.`, `builtins.`, `torch.`, or `` which covers everything)
+    would let any checkpoint run code, so it is refused."""
+    for prefix in trusted:
+        covered = [n for n in (*DANGEROUS_EXAMPLES, *NEVER_TRUSTED) if n.startswith(prefix)]
+        if not prefix.strip(".") or covered or _never_trusted(prefix):
+            what = (
+                f"covers {covered[0].rstrip('.')}" if covered else f"is part of {_top_module(prefix) or 'everything'}"
+            )
+            raise UntrustedConfig(
+                f"trusted_targets entry {prefix!r} {what}, which can run commands, read files or load pickles "
+                f"when a checkpoint names it; genkit never builds the standard library, builtins or loaders from a "
+                f"checkpoint. Name only your own package (e.g. trusted_targets=[my_project.models.])."
+            )
+
+
 def check_targets(raw: dict, source: str, trusted: Iterable[str] = ()) -> None:
     """Every `_target_` must be a class under a trusted prefix; checked before any import of the
     user's modules, so a refused target never runs module code either."""
+    check_trusted_prefixes(trusted)
     prefixes = (*TRUSTED_TARGETS, *trusted)
     for target in _targets(raw):
         if not target.startswith(prefixes):
+            if _never_trusted(target):  # os.system, builtins.eval: only an altered checkpoint names them
+                advice = (
+                    f"`{_top_module(target)}` is not a module genkit lets any checkpoint build, whatever "
+                    f"trusted_targets says: a checkpoint that names it was altered to run code. Do not use it."
+                )
+            else:
+                advice = (
+                    f"If you trust this checkpoint and that code (your own package), pass "
+                    f"trusted_targets=[{target.rsplit('.', 1)[0]}.] (a module prefix)."
+                )
             raise UntrustedConfig(
                 f"{source} asks to build `{target}`, which genkit does not build from a checkpoint (it trusts "
-                f"{', '.join(TRUSTED_TARGETS)}). If you trust this checkpoint and that code, pass "
-                f"trusted_targets=[{target.rsplit('.', 1)[0]}.] (a module prefix)."
+                f"{', '.join(TRUSTED_TARGETS)}). {advice}"
             )
         try:
             is_class = target in TRUSTED_FUNCTIONS or isinstance(get_class(target), type)

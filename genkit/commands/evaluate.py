@@ -51,6 +51,12 @@ OPTIONS = {
         None, "epochs of the domain classifier, trained once per data set (null: the data's)", whole_number(1)
     ),
     "out": Option(None, "where to write the report (default: <run>/eval.json)", shown="out=<file>"),
+    "data_path": Option(
+        None,
+        "your copy of a checkpoint's own data (data=text, image_folder, pairs): a checkpoint not trained on "
+        "this machine never chooses which of your files are read",
+        shown="data_path=<file or folder>",
+    ),
     "choose_labels": Option(
         "likelihood", "a label task (data=pairs): pick the likeliest label, or generate one", one_of(*LABEL_CHOICES)
     ),
@@ -202,7 +208,8 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
         log.info("No ckpt given: evaluating the newest run, %s" if cfg.ckpt is None else "Evaluating %s", path)
-        model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
+        model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root,
+                                                data_path=cfg.data_path, reads_data=True)  # fmt: skip
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         options = family_choices("eval", cfg, OPTIONS)
         check_family_options("eval", options, model.test_options, type(model).__name__)

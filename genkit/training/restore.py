@@ -9,6 +9,7 @@ import lightning as L
 from omegaconf import DictConfig, open_dict
 
 from genkit.checkpoints.files import config_of, load_checkpoint
+from genkit.checkpoints.provenance import data_paths_to_use
 from genkit.checkpoints.trust import check_config, shipped_data_config
 from genkit.models.base import GenerativeModel
 from genkit.training.build import build_datamodule, build_model
@@ -20,16 +21,27 @@ class LoadedRun(NamedTuple):
     config: DictConfig
 
 
-def load_model(path: str | Path, *, trusted_targets: Iterable[str] = (), data_root: str | None = None) -> LoadedRun:
+def load_model(
+    path: str | Path,
+    *,
+    trusted_targets: Iterable[str] = (),
+    data_root: str | None = None,
+    data_path: str | None = None,
+    reads_data: bool = False,
+) -> LoadedRun:
     """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode.
 
     The checkpoint's config is data, not code (genkit.checkpoints.trust): only trusted classes are built,
     data sets live under this machine's data root (`data_root`, else $GENKIT_DATA_DIR, else the
-    user cache), and a built-in data set's files and checksums are genkit's own."""
+    user cache), and a built-in data set's files and checksums are genkit's own. A data path the
+    checkpoint names is used only if this machine wrote it (genkit.checkpoints.provenance), else
+    `data_path` (the user's) replaces it; a command that `reads_data` (eval) stops without one."""
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
     check_config(run_cfg, f"The config of checkpoint {path}", trusted_targets)
+    paths = data_paths_to_use(run_cfg.data, checkpoint, path, data_path, reads_data)
     with open_dict(run_cfg):
+        run_cfg.data.update(paths)
         run_cfg.data.root = data_root
         if "cache_dir" in run_cfg.data:
             run_cfg.data.cache_dir = None

@@ -119,6 +119,11 @@ SAMPLE_CASES = [
     ("cdiffusion", ["labels=[3,12]"], ["labels=12 is not a class"]),
     ("cdiffusion", ["label=3", "labels=[1,2]"], ["not both"]),
     ("cdiffusion", ["guidance=-1"], ["guidance=-1", "at least 0"]),
+    ("gan", ["trusted_targets=[os.]"], ["trusted_targets entry 'os.'", "trusted_targets=[my_project.models.]"]),
+    ("gan", ["trusted_targets=[builtins.]"], ["trusted_targets entry 'builtins.'", "standard library"]),
+    ("gan", ["trusted_targets=[torch.]"], ["trusted_targets entry 'torch.' covers torch.load"]),
+    ("gan", ["trusted_targets=[importlib]"], ["trusted_targets entry 'importlib'"]),
+    ("gan", ["trusted_targets=['']"], ["trusted_targets entry ''"]),
 ]
 
 
