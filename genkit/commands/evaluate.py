@@ -60,6 +60,7 @@ OPTIONS = {
     "choose_labels": Option(
         "likelihood", "a label task (data=pairs): pick the likeliest label, or generate one", one_of(*LABEL_CHOICES)
     ),
+    "task_records": Option(None, "a task (data=pairs): score its first N test records (null: all)", whole_number(1)),
 }
 
 
@@ -133,7 +134,9 @@ def _scores(
     trainer.test(model, datamodule=datamodule, verbose=False)
     results.update(scalar_metrics(trainer))
     if datamodule.task_records("test"):
-        scores, report, _ = task_scores(model.to(device), datamodule, "test", choose_labels=cfg.choose_labels)
+        scores, report, _ = task_scores(
+            model.to(device), datamodule, "test", choose_labels=cfg.choose_labels, max_records=cfg.task_records
+        )
         results.update(scores)
         if report is not None:
             results["test/labels_chosen_by"] = cfg.choose_labels
@@ -160,6 +163,7 @@ def _starting_model_scores(cfg: DictConfig, start: str, run_cfg: DictConfig, dat
         "scored_with": str(out.parent.resolve()),
         **{k: cfg[k] for k in ("n_samples", "seed", "classifier_epochs", "inception", "inception_weights")},
         "choose_labels": cfg.choose_labels,
+        "task_records": cfg.task_records,
         "classifier_version": CLASSIFIER_VERSION,  # another classifier scores differently
         **options,
     }

@@ -125,7 +125,7 @@ def task_scores(
     predictions = predict(model, datamodule, records, choose_labels=choose_labels, options=options)
     references = [r["completion"] for r in records]
     exact = sum(normalise(p) == normalise(r) for p, r in zip(predictions, references, strict=True))
-    scores: dict[str, Any] = {f"{split}/exact_match": exact / max(len(records), 1)}
+    scores: dict[str, Any] = {f"{split}/records": len(records), f"{split}/exact_match": exact / max(len(records), 1)}
     report = None
     if datamodule.labels:
         report = classification_report(predictions, references, datamodule.labels)

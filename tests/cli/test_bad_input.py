@@ -303,3 +303,67 @@ def test_bad_hugging_face_input_is_one_paragraph(tmp_path, hf_folders, monkeypat
         run = [o for o in run if not o.startswith("model/lm_net")]
     out = cli_in_process("train", *run, *overrides, cwd=tmp_path)
     assert_one_paragraph(out, words)
+
+
+# (overrides, words): a prompt -> completion task (data=pairs) with bad records or options; @dir is
+# a folder of tiny records that the test writes, @empty / @notjson the same with one bad record
+PAIRS_CASES = [
+    (["data.path=@dir", "data.prompt_key=question"], ["train.jsonl line 1 has no 'question' field", "data.prompt_key"]),
+    (["data.path=@empty"], ["train.jsonl line 3 has an empty completion"]),
+    (["data.path=@notjson"], ["train.jsonl line 2 is not JSON", "CSV", "Parquet"]),
+    (["data.path=@dir", "data.labels=[red,green]"], ["the label 'blue', which the label set lacks", "data.labels"]),
+    (["data.path=@dir", "data.block_size=4"], ["train.jsonl line 1: its prompt is", "no room for a completion"]),
+    (["data.path=@dir", "data.files={train: @dir/train.jsonl}"], ["exactly one source of records", "path, files"]),
+    (["data.path=@dir", "model.rank_by=accuracy"], ["model.rank_by='accuracy'", "val/macro_f1"]),
+    (["data.path=@dir", "callbacks.task_scores.max_records=0"], ["max_records=0", "at least 1"]),
+]
+
+
+@pytest.mark.parametrize("overrides,words", PAIRS_CASES, ids=[" ".join(c[0]) for c in PAIRS_CASES])
+def test_bad_pairs_input_is_one_paragraph(tmp_path, overrides, words):
+    from tests.pairs_helpers import tiny_pairs_run, write_tiny_pairs
+
+    run = [o for o in tiny_pairs_run(tmp_path) if not o.startswith("data.path=")]
+    good = write_tiny_pairs(tmp_path / "dir")
+    empty, notjson = write_tiny_pairs(tmp_path / "empty"), write_tiny_pairs(tmp_path / "notjson")
+    lines = (good / "train.jsonl").read_text().splitlines()
+    (empty / "train.jsonl").write_text("\n".join([*lines[:2], '{"prompt": "x", "completion": " "}', *lines[2:]]))
+    (notjson / "train.jsonl").write_text("\n".join([lines[0], "prompt,completion", *lines[1:]]))
+    where = {"@dir": str(good), "@empty": str(empty), "@notjson": str(notjson)}
+    overrides = [o.replace("@dir", where["@dir"]).replace("@empty", where["@empty"]) for o in overrides]
+    overrides = [o.replace("@notjson", where["@notjson"]) for o in overrides]
+    out = cli_in_process("train", *run, *overrides, cwd=tmp_path)
+    assert_one_paragraph(out, words)
+
+
+# (options, words): `genkit sample` / `genkit eval` of a pairs checkpoint
+PAIRS_SAMPLE_CASES = [
+    (["sample"], ["is a prompt -> completion task", 'prompt="..."', "inputs=<file.jsonl>"]),
+    (["sample", "inputs=@prompts"], ["needs out=<preds.jsonl>"]),
+    (["sample", "inputs=@notjson", "out=p.jsonl"], ["line 1 is not JSON"]),
+    (["sample", "inputs=@long", "out=p.jsonl"], ["line 1: its prompt does not fit", "24 tokens"]),
+    (["eval", "choose_labels=maybe"], ["choose_labels='maybe'", "likelihood, generate"]),
+    (["eval", "task_records=0"], ["task_records=0", "at least 1"]),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs_checkpoint(tmp_path_factory):
+    from tests.pairs_helpers import tiny_pairs_run
+
+    tmp = tmp_path_factory.mktemp("pairs")
+    out = cli_in_process("train", *tiny_pairs_run(tmp), f"hydra.run.dir={tmp / 'run'}", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("args,words", PAIRS_SAMPLE_CASES, ids=[" ".join(c[0]) for c in PAIRS_SAMPLE_CASES])
+def test_bad_pairs_sample_is_one_paragraph(tmp_path, tiny_pairs_checkpoint, args, words):
+    files = {"@prompts": '{"prompt": "item 1 starts re"}\n', "@notjson": "item 1 starts re\n",
+             "@long": '{"prompt": "' + "x" * 40 + '"}\n'}  # fmt: skip
+    for name, text in files.items():
+        (tmp_path / f"{name[1:]}.jsonl").write_text(text)
+    args = [a.replace(n, str(tmp_path / f"{n[1:]}.jsonl")) if n in a else a for a in args for n in [next(
+        (k for k in files if k in a), "@none")]]  # fmt: skip
+    out = cli_in_process(args[0], f"ckpt={tiny_pairs_checkpoint}", *args[1:], cwd=tmp_path)
+    assert_one_paragraph(out, words)
