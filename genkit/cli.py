@@ -16,11 +16,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 from rich.console import Console
 from rich.text import Text
 
+from genkit.commands.unknown_keys import composition_error
 from genkit.config_files import CONFIG_DIR
 from genkit.errors import GenkitError
 from genkit.runs.lock import check_free, holds_lock
@@ -209,8 +211,18 @@ def fail(message: str, exit_code: int = 2) -> None:
     sys.exit(exit_code)
 
 
+# [whether main() set HYDRA_FULL_ERROR for the composition of the config]
+_COMPOSING: list[bool] = []
+
+
+def _end_composing() -> None:
+    if _COMPOSING and _COMPOSING.pop():
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 def _task(command: str, fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     def task(cfg: DictConfig):
+        _end_composing()  # errors of the job itself are reported as before
         pin_relaunch_argv(command)
         reset_ddp_env()
         try:
@@ -278,7 +290,19 @@ def main() -> None:
     _ARGV[:] = sys.argv
     sys.argv = [sys.argv[0], *args[1:]]
     app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task(command, fn))
-    app()
+    # Hydra prints its own two-part message for an override it cannot apply (advising `+key=` for a
+    # typo) and exits 1: let the error through until the job starts (_task), to answer it here. Not
+    # in a sweep: its jobs may run elsewhere (SLURM) and never pass through _task in this process
+    multirun = "-m" in args or "--multirun" in args
+    _COMPOSING[:] = ["HYDRA_FULL_ERROR" not in os.environ and not multirun]
+    if _COMPOSING[0]:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+    except (ConfigCompositionException, OverrideParseException) as err:
+        fail(composition_error(command, err))
+    finally:
+        _end_composing()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`genkit train`: fit a model as its config says and return the final metrics."""
 
+import contextlib
 import logging
 import shlex
 import shutil
@@ -152,7 +153,7 @@ def _fit(cfg: DictConfig, parts) -> dict[str, float]:
     return metrics
 
 
-def _remove_if_empty(run_dir: Path) -> None:
+def _remove_if_empty(run_dir: Path, log_dir: str | Path) -> None:
     """A run that failed before writing anything but its config and log leaves no directory."""
     if not run_dir.is_dir():
         return
@@ -160,6 +161,11 @@ def _remove_if_empty(run_dir: Path) -> None:
     bookkeeping = ("genkit.log", STATUS_FILE, GUARD_FILE)
     if all(p.name in bookkeeping or ".hydra" in p.relative_to(run_dir).parts for p in files):
         shutil.rmtree(run_dir, ignore_errors=True)
+        # and the folders made for it below the log folder (outputs/<run_name>), if nothing else is in them
+        with contextlib.suppress(OSError, ValueError):
+            for parent in run_dir.resolve().parents:
+                parent.relative_to(Path(log_dir).resolve())  # ValueError above the log folder: stop
+                parent.rmdir()  # only an empty folder; stops at the first that holds something
 
 
 def train_job(cfg: DictConfig) -> float | None:
@@ -170,7 +176,7 @@ def train_job(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except Exception:
         lock.release()
-        _remove_if_empty(Path(cfg.paths.output_dir))
+        _remove_if_empty(Path(cfg.paths.output_dir), cfg.paths.log_dir)
         raise
     finally:
         lock.release()

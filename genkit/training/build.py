@@ -26,6 +26,7 @@ from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
 from genkit.runtime import precision_for, uses_cuda
 from genkit.training.finetune import apply_finetune
+from genkit.training.run_values import check_run_values
 
 # keys of the trainer config that genkit handles itself rather than passing to lightning.Trainer
 GENKIT_TRAINER_KEYS = ("compile", "matmul_precision", "channels_last")
@@ -104,6 +105,7 @@ WHOLE_NUMBERS = {"data.batch_size": 1, "data.eval_batch_size": 1, "trainer.max_e
 
 
 def check_run_options(cfg: DictConfig) -> None:
+    check_run_values(cfg, GENKIT_TRAINER_KEYS)  # sizes, learning rates, the trainer's arguments
     for key, low in WHOLE_NUMBERS.items():
         value = OmegaConf.select(cfg, key)
         rule = whole_number(low)

@@ -48,6 +48,12 @@ CASES = [
     (["data=image_folder"], ["data.path has no value", "pass data.path=<value>"]),
     (["callbacks.samples.first_at_step=0"], ["callbacks.samples.first_at_step=0", "at least 1"]),
     (["callbacks.samples.first_at_step=soon"], ["first_at_step='soon'", "null (no early grid)"]),
+    (["model.optimizer_g.lr=nan"], ["model.optimizer_g.lr=nan", "finite value above 0"]),
+    (["model.optimizer_d.lr=0"], ["model.optimizer_d.lr=0", "learning rate above 0"]),
+    (["trainer.max_stepz=5"], ["`trainer.max_stepz` is not a key", "did you mean trainer.max_steps?"]),
+    (["optimiser=adam"], ["`optimiser` is not a key", "did you mean model.optimizer_g?"]),
+    (["++trainer.max_stepz=5"], ["trainer.max_stepz is not an argument of lightning.pytorch.Trainer", "max_steps"]),
+    (["model.generator.latent_dim=0"], ["model.generator.latent_dim=0", "at least 1"]),
 ]
 
 
@@ -180,6 +186,8 @@ TEXT_CASES = [
     (["model.init_from=@run", "model.net.n_layer=3"], ["does not fit this model", "net.blocks"]),
     (["model.init_from=@image_run"], ["is a run of genkit.models.gan.GAN", "a GPT starts from a GPT run"]),
     (["finetune.lora.r=2", "finetune.lora.targets=[net.wte]"], ["net.wte shares its weight with net.lm_head"]),
+    (["data.block_size=0"], ["data.block_size=0", "whole number of at least 1"]),
+    (["model.net.n_embd=0"], ["model.net.n_embd=0", "whole number of at least 1"]),
 ]
 
 
