@@ -45,6 +45,12 @@ def write_folder(out: Path, fill: Callable[[Path], None]) -> Path:
     tmp.mkdir()
     try:
         fill(tmp)
+        # safetensors creates its files readable by their owner alone (0600): give every file the
+        # permissions the user's umask gives new files, as any other file they write
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in tmp.rglob("*"):
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
         if out.exists() or out.is_symlink():
             os.replace(out, old)
         os.replace(tmp, out)

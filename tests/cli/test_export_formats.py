@@ -94,6 +94,8 @@ def test_overwrite_replaces_an_existing_export(tmp_path, tiny_gan_checkpoint):
     assert refused.returncode == 2 and (out / "keep.txt").read_text() == "mine"
     export(tmp_path, tiny_gan_checkpoint, "format=safetensors", f"out={out}", "overwrite=true")
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    (tmp_path / "new.txt").write_text("")  # the export's files have the permissions of any new file
+    assert (out / "model.safetensors").stat().st_mode == (tmp_path / "new.txt").stat().st_mode
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
