@@ -180,6 +180,35 @@ def test_bad_export_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, optio
     assert not (tmp_path / "x.ckpt").exists()
 
 
+# every option of `genkit serve`, refused before a model loads or a port opens to the world
+SERVE_CASES = [
+    (["host=0.0.0.0"], ["host=0.0.0.0 lets other machines reach the model", "api_key=<key>", "GENKIT_API_KEY"]),
+    (["api_key=[1,2]"], ["api_key=[1, 2]", "must be text"]),
+    (["port=70000"], ["port=70000", "from 0 to 65535"]),
+    (["port=@busy"], ["cannot listen on 127.0.0.1", "port=0 picks a free one"]),
+    (["max_n=0"], ["max_n=0", "at least 1"]),
+    (["max_tokens=-5"], ["max_tokens=-5", "at least 1"]),
+    (["max_steps=0"], ["max_steps=0", "at least 1"]),
+    (["max_body_bytes=0"], ["max_body_bytes=0", "at least 1"]),
+    (["timeout=0"], ["timeout=0", "above 0"]),
+    (["max_batch=0"], ["max_batch=0", "at least 1"]),
+    (["batch_window_ms=-1"], ["batch_window_ms=-1", "at least 0"]),
+    (["+max_batchsize=4"], ["has no option 'max_batchsize'", "max_batch"]),
+]
+
+
+@pytest.mark.parametrize("options,words", SERVE_CASES, ids=[" ".join(c[0]) for c in SERVE_CASES])
+def test_bad_serve_option_is_one_paragraph(tmp_path, tiny_gpt_checkpoint, options, words):
+    import socket
+
+    with socket.socket() as busy:  # a port something else listens on
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        options = [o.replace("@busy", str(busy.getsockname()[1])) for o in options]
+        out = cli_in_process("serve", f"ckpt={tiny_gpt_checkpoint}", *options, cwd=tmp_path, env={"GENKIT_API_KEY": ""})
+    assert_one_paragraph(out, words)
+
+
 TEXT_CASES = [
     (["data.unknown_chars=xy"], ["data.unknown_chars='xy'", "error, drop, or one character"]),
     (["data.lowercase=maybe"], ["data.lowercase='maybe'", "true or false"]),

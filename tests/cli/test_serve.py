@@ -1,0 +1,47 @@
+"""`genkit serve` as a user runs it: OpenAI's own client against it, and a stop that loses nothing."""
+
+import json
+import threading
+import urllib.request
+
+import pytest
+
+from tests.cli.genkit_server import genkit_server
+
+
+def test_openai_client_gets_completions_streamed_and_not(tmp_path, tiny_gpt_checkpoint):
+    openai = pytest.importorskip("openai", reason="the openai client is a dev dependency (pip install -e '.[dev]')")
+    with genkit_server(tiny_gpt_checkpoint, tmp_path) as server:
+        client = openai.OpenAI(base_url=server.url + "v1", api_key="unused", max_retries=0)
+        whole = client.completions.create(model="tiny", prompt="line", max_tokens=6, seed=7, n=2)
+        assert len(whole.choices) == 2 and whole.usage.completion_tokens == 12
+        chunks = list(client.completions.create(model="tiny", prompt="line", max_tokens=6, seed=7, n=2, stream=True))
+        for i, choice in enumerate(whole.choices):
+            assert "".join(c.choices[0].text for c in chunks if c.choices[0].index == i) == choice.text
+        with pytest.raises(openai.BadRequestError, match="max_tokens"):
+            client.completions.create(model="tiny", prompt="line", max_tokens=1000)
+        assert client.models.list().data[0].id == "gpt-text"  # the run's run_name
+        assert server.stop() == 0
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path, tiny_gpt_checkpoint):
+    # a 3 s batching window holds the request in the server while SIGTERM arrives
+    with genkit_server(tiny_gpt_checkpoint, tmp_path, "batch_window_ms=3000") as server:
+        answers = []
+
+        def ask() -> None:
+            body = json.dumps({"prompt": "line", "max_tokens": 4}).encode()
+            request = urllib.request.Request(server.url + "v1/completions", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers.append((response.status, json.loads(response.read())))
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        for _ in range(100):  # until the server holds it
+            health = json.loads(urllib.request.urlopen(server.url + "health", timeout=10).read())
+            if health["queued"] or health["busy"] or not asking.is_alive():
+                break
+        assert server.stop() == 0, "".join(server.log)[-3000:]
+        asking.join(timeout=60)
+        assert answers and answers[0][0] == 200 and answers[0][1]["choices"][0]["finish_reason"] == "length"
+        assert "Traceback" not in "".join(server.log)
