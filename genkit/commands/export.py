@@ -18,7 +18,9 @@ from genkit.commands.options import CHECKPOINT_OPTIONS, MERGE, check_options
 from genkit.errors import GenkitError
 from genkit.formats.base import Exported
 from genkit.formats.ckpt import write_ckpt
+from genkit.formats.diffusers import write_diffusers
 from genkit.formats.hf import write_hf
+from genkit.formats.onnx import write_onnx
 from genkit.formats.safetensors import write_safetensors
 from genkit.options import BOOLEAN, Option, one_of
 from genkit.training.finetune import merge_lora
@@ -31,6 +33,8 @@ FORMATS = {
     "ckpt": write_ckpt,
     "hf": write_hf,
     "safetensors": write_safetensors,
+    "diffusers": write_diffusers,
+    "onnx": write_onnx,
 }
 
 OPTIONS = {
