@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(TEST_WORKERS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench docs clean
+.PHONY: help install browser train test test-fast lint format bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,12 @@ install: $(STAMP) ## create .venv and install genkit with its dev tools (quick w
 train: install ## train the default job (the GAN on MNIST); extra overrides: make train ARGS="trainer.max_epochs=1"
 	$(BIN)/genkit train $(ARGS)
 
-test: install ## build the docs site (--strict), then run the whole test suite (needs no GPU; GPU tests skip themselves)
+browser: ## headless Chromium and chromedriver (Debian's apt), for the page test of genkit serve; never fails
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get install -y -qq chromium chromium-driver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }; } \
+	  >/dev/null 2>&1 || echo "make browser: could not install chromium (needs root and apt): the page test of genkit serve skips"
+
+test: install browser ## build the docs site (--strict), then run the whole test suite (needs no GPU; GPU tests skip themselves)
 	$(BIN)/mkdocs build --strict --site-dir site
 	$(PYTEST) -m "not slurm" $(PYTEST_ARGS)
 	$(BIN)/pytest -m slurm $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS selected no SLURM test
