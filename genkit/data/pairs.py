@@ -202,6 +202,7 @@ class PairsDataModule(GenkitDataModule):
         seed: int = 12345,
         token_unit: str | None = None,
         root: str | None = None,
+        long_prompts: str = "error",
     ):
         super().__init__()
         if tokenizer not in KINDS:
@@ -223,6 +224,12 @@ class PairsDataModule(GenkitDataModule):
         self.read = Pairs(prompt_key, completion_key)
         self.separator, self.max_labels = separator, max_labels
         self.given_labels = list(labels) if labels is not None else None
+        if long_prompts not in ("error", "cut"):
+            raise GenkitError(
+                f"data.long_prompts={long_prompts!r}: choose error (stop at a prompt that does not fit "
+                f"data.block_size) or cut (keep the end of such prompts, with one warning that counts them)."
+            )
+        self.long_prompts = long_prompts
         self.pretrained_tokenizer = pretrained_tokenizer
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.max_device_batch, self.seed = max_device_batch, seed
@@ -346,21 +353,37 @@ class PairsDataModule(GenkitDataModule):
             ids = ids[: ids.index(self.tokenizer.bos_id)]
         return self.tokenizer.decode(ids)
 
+    def fitted_prompt(self, prompt: str, room: int = 1) -> list[int]:
+        """encode_prompt, and with data.long_prompts=cut its first token (eot) and last tokens
+        only, so that `room` completion tokens still fit in block_size."""
+        ids = self.encode_prompt(prompt)
+        keep = self.block_size - room
+        if self.long_prompts == "cut" and len(ids) > keep:
+            ids = [ids[0], *ids[len(ids) - keep + 1 :]]
+        return ids
+
     def _encode(self, split: str, records: list[dict]) -> list[tuple[int, list[int]]]:
-        rows, cut = [], 0
+        rows, cut, cut_prompts = [], 0, 0
         limit = self.block_size + 1  # x and y are the row shifted by one: block_size positions each
         for r in records:
-            prompt = self.encode_prompt(r["prompt"])
+            completion = self.encode_completion(r["completion"])
+            prompt = self.fitted_prompt(r["prompt"], room=min(len(completion), self.block_size // 2))
+            cut_prompts += len(prompt) < len(self.encode_prompt(r["prompt"]))
             if len(prompt) + 1 > self.block_size:
                 raise GenkitError(
                     f"{r['where']}: its prompt is {len(prompt)} tokens (with the leading end-of-text), which leaves no "
                     f"room for a completion in data.block_size={self.block_size}; shorten the prompt or raise "
                     f"data.block_size (a GPT's context is fixed by its starting run)."
                 )
-            ids = prompt + self.encode_completion(r["completion"])
+            ids = prompt + completion
             if len(ids) > limit:
                 ids, cut = ids[:limit], cut + 1
             rows.append((len(prompt), ids))
+        if cut_prompts:
+            log.warning(
+                "%d of the %d %s records have prompts longer than data.block_size=%d allows: their starts are cut "
+                "(data.long_prompts=cut).", cut_prompts, len(records), split, self.block_size,
+            )  # fmt: skip
         if cut:
             log.warning(
                 "%d of the %d %s records are longer than data.block_size=%d tokens: their completions are cut to fit "

@@ -46,9 +46,10 @@ def predict(
     options = dict(options or {})
     net = model.net
     model.eval()
-    prompts = [datamodule.encode_prompt(r["prompt"]) for r in records]
+    candidates = [datamodule.encode_completion(label) for label in datamodule.labels or []]
+    room = max(map(len, candidates)) if candidates else 1  # the longest label must fit after the prompt
+    prompts = [datamodule.fitted_prompt(r["prompt"], room) for r in records]
     if datamodule.labels and choose_labels == "likelihood":
-        candidates = [datamodule.encode_completion(label) for label in datamodule.labels]
         best = candidate_logprobs(net, prompts, candidates).argmax(dim=1)
         return [datamodule.labels[k] for k in best.tolist()]
     generated = complete(

@@ -104,3 +104,17 @@ def test_a_record_without_the_keys_names_its_line(tmp_path):
         f.write(json.dumps({"question": "x"}) + "\n")
     with pytest.raises(GenkitError, match=r"train.jsonl line 61 has no 'prompt' and no 'completion'"):
         _module(tmp_path, path=str(folder))
+
+
+def test_long_prompts_cut_keeps_their_ends(tmp_path, caplog):
+    folder = tmp_path / "longp"
+    folder.mkdir()
+    records = [{"prompt": ("abcdefghij" * 3 if i == 0 else "ab"), "completion": "xyz"} for i in range(20)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(GenkitError, match="no room for a completion"):
+        _module(tmp_path, path=str(folder), block_size=16)
+    with caplog.at_level(logging.WARNING):
+        dm = _module(tmp_path, path=str(folder), block_size=16, long_prompts="cut")
+    assert any(r.getMessage().startswith("1 of the") and "starts are cut" in r.getMessage() for r in caplog.records)
+    prompt_len, ids = dm.rows["train"][0]
+    assert len(ids) == 16 and dm.tokenizer.decode(ids[1:prompt_len]).endswith("hij")
