@@ -74,7 +74,9 @@ def test_safetensors_export_samples_and_evaluates_without_pickle(tmp_path, reque
     )
     text = ["max_new_tokens=6", "temperature=0"] if family == "gpt" else []
     args = ["n=2", f"data_root={data_root}", *text]
-    reference = cli_in_process("sample", f"ckpt={ckpt}", *args, f"out={tmp_path / 'a'}", cwd=tmp_path)
+    if family == "gpt":  # what the checkpoint itself gives, to compare with
+        reference = cli_in_process("sample", f"ckpt={ckpt}", *args, f"out={tmp_path / 'a'}", cwd=tmp_path)
+        assert reference.returncode == 0, reference.stderr[-3000:]
     _no_pickle(monkeypatch)
     sampled = cli_in_process("sample", f"ckpt={folder}", *args, f"out={tmp_path / 'b'}", cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr[-3000:]
@@ -83,7 +85,6 @@ def test_safetensors_export_samples_and_evaluates_without_pickle(tmp_path, reque
         scored = cli_in_process("eval", f"ckpt={folder}", f"out={tmp_path / 'eval.json'}", cwd=tmp_path)
         assert scored.returncode == 0, scored.stderr[-3000:]
         assert json.loads((tmp_path / "eval.json").read_text())["test/ppl"] > 1
-    assert reference.returncode == 0
 
 
 def test_overwrite_replaces_an_existing_export(tmp_path, tiny_gan_checkpoint):
