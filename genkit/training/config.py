@@ -85,7 +85,8 @@ def _hf_architecture(init_from: str | None, architecture):
     transformers builds (model/lm_net@model.net=hf), resolved into the run's config."""
     from genkit.checkpoints.hub import architecture_config  # imports torch: only when a config asks
 
-    return architecture_config(init_from, None if architecture is None else _container(architecture))
+    # a node, not a dict: OmegaConf prints and merges what a resolver returns only as a node
+    return OmegaConf.create(architecture_config(init_from, None if architecture is None else _container(architecture)))
 
 
 def _container(node):

@@ -35,6 +35,13 @@ EXCEPTIONS: dict[str, str] = {
     "genkit train model=gpt model.init_from=gpt2 data=text data.path=notes.txt": HUB,
     "genkit train model=gpt model.init_from=gpt2 finetune.lora.r=8 data=text data.path=my_texts/ "
     "data.block_size=256 trainer=gpu": HUB,
+    # docs/hugging-face-models.md: the architecture and tokenizer come from the hub
+    "genkit train model=gpt model/lm_net@model.net=hf model.init_from=HuggingFaceTB/SmolLM2-135M data=text "
+    "data.path=notes.txt": HUB,
+    "genkit train model=gpt model/lm_net@model.net=hf model.init_from=Qwen/Qwen2.5-0.5B finetune.lora.r=16 "
+    "data=text data.path=notes.txt trainer=gpu": HUB,
+    "genkit train model=gpt model/lm_net@model.net=hf model.init_from=EleutherAI/pythia-70m "
+    "model.net.gradient_checkpointing=true data=text data.path=notes.txt": HUB,
     "genkit train model=diffusion data=image_folder data.path=$HOME/photos": PICTURES,
     "genkit train model=gan model.conditional=true data=image_folder data.path=$HOME/photos "
     "data.image_size=32": PICTURES,
