@@ -25,7 +25,7 @@ def test_label_task_eval_writes_the_report_and_before(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tuned / "eval.json").read_text())
     for key in ("test/accuracy", "test/macro_f1", "test/weighted_f1", "test/exact_match", "test/loss"):
-        assert 0 <= report[key] and key in report["before"], key
+        assert report[key] >= 0 and key in report["before"], key
     assert report["test/labels_chosen_by"] == "likelihood"
     assert set(report["test/classification_report"]["per_label"]) == {"red", "green", "blue"}
     assert (tuned / "confusion_matrix.png").is_file() and (tuned / "confusion_matrix_before.png").is_file()
