@@ -17,6 +17,7 @@ from genkit.errors import GenkitError
 EOS = "<eos>"
 UNK = "<unk>"
 ENDOFTEXT = "<|endoftext|>"
+BOUNDARY_TOKENS = (ENDOFTEXT, "<s>", "<|begin_of_text|>")
 # shown for ids beyond the vocabulary: a model's vocab_size may be padded past the tokenizer's
 UNKNOWN_ID = "\ufffd"
 
@@ -113,8 +114,10 @@ class BPETokenizer:
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
-        bos = tokenizer.token_to_id(ENDOFTEXT)
-        self.bos_id = bos if bos is not None else 0
+        # the token that starts a text: GPT-2's, Qwen's and SmolLM's <|endoftext|>, Llama 2's <s>,
+        # Llama 3's <|begin_of_text|>; id 0 for a tokenizer that names none of them
+        ids = (tokenizer.token_to_id(token) for token in BOUNDARY_TOKENS)
+        self.bos_id = next((i for i in ids if i is not None), 0)
 
     @classmethod
     def fit(cls, text: str, vocab_size: int) -> "BPETokenizer":
@@ -151,7 +154,9 @@ class BPETokenizer:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text).ids
+        # without the tokenizer's own specials (a Llama tokenizer.json adds <s> to every text):
+        # genkit puts its boundary token where a text starts
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     encode_prompt = encode
 

@@ -124,3 +124,21 @@ def test_training_windows_are_the_same_from_numpy_and_from_a_tensor():
     torch.manual_seed(0)
     b = TrainWindows(torch.from_numpy(ids.astype(np.int64)), 16).__getitems__([0, 5, 61])
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_a_llama_style_tokenizer_starts_texts_with_its_own_boundary_token(tmp_path):
+    """A pretrained tokenizer.json whose post-processor puts <s> before every text (Llama's): genkit
+    starts generation from <s> once, and its encoding adds no <s> of its own."""
+    from tokenizers import Tokenizer, processors
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+
+    from genkit.data.tokenizers import BPETokenizer
+
+    hf = Tokenizer(WordLevel({"<unk>": 0, "<s>": 1, "hello": 2, "world": 3}, unk_token="<unk>"))
+    hf.pre_tokenizer = WhitespaceSplit()
+    hf.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    hf.save(str(tmp_path / "tokenizer.json"))
+    tokenizer = BPETokenizer.from_pretrained(tmp_path)
+    assert hf.encode("hello world").ids == [1, 2, 3]
+    assert tokenizer.bos_id == 1 and tokenizer.encode("hello world") == [2, 3]
