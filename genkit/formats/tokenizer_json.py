@@ -8,15 +8,15 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
-from genkit.data.tokenizers import ENDOFTEXT, EOS, UNK, BPETokenizer, CharTokenizer, WordTokenizer
+from genkit.data.tokenizers import BOUNDARY_TOKENS, EOS, UNK, BPETokenizer, CharTokenizer, WordTokenizer
 from genkit.errors import GenkitError
 
 
 def hf_tokenizer(tokenizer) -> tuple[Tokenizer, str | None]:
     """The `tokenizers` form of a genkit tokenizer, and its boundary token (None: no special one)."""
     if isinstance(tokenizer, BPETokenizer):
-        boundary = ENDOFTEXT if tokenizer.tokenizer.token_to_id(ENDOFTEXT) is not None else None
-        return tokenizer.tokenizer, boundary
+        token = tokenizer.tokenizer.id_to_token(tokenizer.bos_id)
+        return tokenizer.tokenizer, token if token in BOUNDARY_TOKENS else None
     if isinstance(tokenizer, CharTokenizer):
         hf = Tokenizer(WordLevel(dict(tokenizer.stoi), unk_token=None))
         # every character its own token, newlines included ([\s\S]: "." stops at a newline)
