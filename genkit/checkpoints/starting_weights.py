@@ -16,19 +16,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint
+from genkit.checkpoints.safetensors_folder import is_safetensors_folder
 from genkit.errors import GenkitError
 
 log = logging.getLogger("genkit")
 
 
 def starting_checkpoint(init_from) -> Path | None:
-    """The checkpoint file that `init_from` names when it is a genkit run directory or a .ckpt
-    file (its best.ckpt, else last.ckpt); None for anything else (GPT: a Hugging Face id)."""
+    """The checkpoint file that `init_from` names when it is a genkit run directory, a .ckpt file
+    (its best.ckpt, else last.ckpt) or a safetensors export; None for anything else (GPT: a
+    Hugging Face id)."""
     if not init_from:
         return None
     path = Path(str(init_from)).expanduser()
     if (
         path.suffix == ".ckpt"
+        or is_safetensors_folder(path)  # genkit export format=safetensors
         or path.is_dir()
         and any((path / d / "last.ckpt").is_file() for d in ("checkpoints", "."))
     ):

@@ -142,3 +142,15 @@ def test_the_lstm_has_no_hf_format_and_says_which_it_has(tmp_path):
     message = str(info.value)
     assert "LSTMLanguageModel network has no transformers class" in message and "format=safetensors" in message
     assert "\n" not in message and not (tmp_path / "hf").exists()
+
+
+def test_a_safetensors_export_starts_a_new_run(tmp_path, tiny_gpt_checkpoint):
+    """model.init_from=<export folder>: a run handed on without pickles is fine-tuned from."""
+    from genkit.training.build import build_model
+    from tests.helpers import make_cfg, tiny_text_run
+
+    export(tmp_path, tiny_gpt_checkpoint, "format=safetensors", f"out={tmp_path / 'st'}")
+    cfg = make_cfg(tmp_path, *tiny_text_run(tmp_path), f"model.init_from={tmp_path / 'st'}")
+    started, (original, _, _) = build_model(cfg, report=False), load_model(tiny_gpt_checkpoint)
+    for name, value in original.state_dict().items():
+        assert torch.equal(started.state_dict()[name], value), name
