@@ -54,6 +54,17 @@ class Option:
     rule: Rule | None = None
     #: how the help shows the value (default: key=<default>)
     shown: str | None = None
+    #: the largest value taken without force=true: beyond it a request runs for minutes or fills
+    #: memory, which is more often a slip of the keyboard than a wish (None: no limit)
+    limit: int | None = None
+
+    def check_limit(self, key: str, value: Any, command: str, forced: bool) -> None:
+        if self.limit is None or forced or not isinstance(value, int | float) or value <= self.limit:
+            return
+        raise GenkitError(
+            f"{key}={value} is more than `genkit {command}` takes without being told: its limit is {key}={self.limit} "
+            f"(a larger request runs for minutes or more). Pass force=true to run it anyway, or ask for less."
+        )
 
     def check(self, key: str, value: Any, command: str) -> None:
         if value is None or self.rule is None or self.rule.test(value):

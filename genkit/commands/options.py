@@ -178,3 +178,11 @@ def check_family_options(
                 f"{family} takes no `{key}` option (it takes {', '.join(sorted(taken)) or 'none'}); "
                 f"drop {key}={value!r}."
             )
+
+
+def check_limits(command: str, cfg: DictConfig, own: Mapping[str, Option], forced: bool) -> None:
+    """Values past an option's limit (Option.limit) only with force=true."""
+    options = _REGISTERED.get(command) or all_options(command, own)
+    for key, option in options.items():
+        if key in cfg:
+            option.check_limit(key, cfg[key], command, forced)

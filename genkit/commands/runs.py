@@ -13,7 +13,7 @@ from pathlib import Path
 
 from genkit.errors import GenkitError
 from genkit.runs.plots import find_runs, plot_runs, read_metrics
-from genkit.runs.status import current_status, read_status
+from genkit.runs.status import current_status, facts_from_config, read_status, status_unreadable
 
 RUNS_USAGE = "usage: genkit runs [dir] [--json]   (dir: default ./outputs, or $GENKIT_OUTPUT_DIR)"
 PLOT_USAGE = "usage: genkit plot <run dir or sweep dir> [...] [metric=val/loss] [out=plot.png]"
@@ -27,14 +27,17 @@ def _best(values: list[float], mode: str | None) -> float | None:
 
 def describe(run_dir: Path) -> dict:
     """One row of `genkit runs`: what the run is, how far it got and how it is doing."""
-    record = read_status(run_dir) or {}
+    # a status.json cut short or missing: the run's name, family and data from its own config
+    record = read_status(run_dir) or facts_from_config(run_dir)
     series = read_metrics(run_dir)
     steps = [s for points in series.values() for s, _ in points]
     monitor = record.get("monitor") or ("val/loss" if "val/loss" in series else None)
     values = [v for _, v in series.get(monitor, [])] if monitor else []
     started, ended = record.get("started"), record.get("ended") or record.get("updated")
     status = current_status(record)
-    if status == "unknown" and (run_dir / "checkpoints" / "last.ckpt").is_file():
+    if status_unreadable(run_dir):
+        status = "unknown (status.json is unreadable)"
+    elif status == "unknown" and (run_dir / "checkpoints" / "last.ckpt").is_file():
         status = "unknown (no status.json)"
     return {
         "run": record.get("run_name") or run_dir.parent.name,

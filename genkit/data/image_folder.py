@@ -86,8 +86,17 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(SUFFIXES)
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder (or a link to one); a link loop (`a -> a`) or a dangling link is not, and is then
+    listed with the files that are left out, instead of stopping the run with ELOOP."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _subfolders(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    return sorted(e.name for e in os.scandir(folder) if _is_dir(e) and not e.name.startswith("."))
 
 
 def has_split_folders(folder: Path) -> bool:

@@ -26,6 +26,7 @@ from genkit.checkpoints.trust import check_plain_name
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
+from genkit.data.text_files import check_encoding, empty_split_message, read_text_file, read_text_folder
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
 from genkit.options import TEXT, Option
@@ -142,15 +143,13 @@ class StreamWindows(Dataset):
         return x[0], y[0], first[0]
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, encoding: str | None = None) -> str:
+    """UTF-8 text, or text in data.encoding; binary files refused (in a folder: skipped, said once)."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise GenkitError(f"{path} holds no files; data.path must be a text file or a folder of them.")
-        return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
+        return "\n".join(read_text_folder(path, encoding))
     if not path.is_file():
         raise GenkitError(f"data.path={path} does not exist; give a text file or a folder of text files.")
-    return path.read_text(encoding="utf-8", errors="replace")
+    return read_text_file(path, encoding)
 
 
 def cut_by_fractions(text: str, fractions: Mapping[str, float], total: float = 1.0) -> dict[str, str]:
@@ -223,8 +222,12 @@ class TextDataModule(GenkitDataModule):
         lowercase: bool = False,
         unknown_chars: str = "error",
         streams: bool = False,
+        encoding: str | None = None,
     ):
         super().__init__()
+        check_encoding(encoding)
+        # the encoding of the user's text files when it is not UTF-8 (genkit.data.text_files)
+        self.encoding = encoding
         if tokenizer not in KINDS:
             raise GenkitError(f"data.tokenizer={tokenizer!r}: choose one of {', '.join(KINDS)}.")
         if not isinstance(lowercase, bool):
@@ -269,8 +272,11 @@ class TextDataModule(GenkitDataModule):
     def _split_texts(self) -> dict[str, str]:
         if self.splits:
             paths = {p.name: p for p in self._sources()}
-            return {split: _read_text(paths[name]) for split, name in self.splits.items()}
-        text = _read_text(self.path) if self.path is not None else "\n".join(_read_text(p) for p in self._sources())
+            return {split: _read_text(paths[name], self.encoding) for split, name in self.splits.items()}
+        if self.path is not None:
+            text = _read_text(self.path, self.encoding)
+        else:
+            text = "\n".join(_read_text(p, self.encoding) for p in self._sources())
         return cut_by_fractions(text, self.fractions)
 
     def _given_tokenizer(self):
@@ -325,6 +331,8 @@ class TextDataModule(GenkitDataModule):
         }
         if self.lowercase or self.unknown_chars != "error":
             key.update(lowercase=self.lowercase, unknown_chars=self.unknown_chars)
+        if self.encoding:
+            key["encoding"] = self.encoding
         given = self._given_tokenizer()
         if given is not None:
             key["tokenizer_json"] = hashlib.sha256(json.dumps(given.to_json()).encode()).hexdigest()
@@ -367,6 +375,9 @@ class TextDataModule(GenkitDataModule):
         meta = {"vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name, "tokens": {}}
         for split, text in texts.items():
             ids = np.asarray(tokenizer.encode(text), dtype=dtype)
+            if len(ids) == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise GenkitError(empty_split_message(self.name, split, texts, self.fractions, self.block_size))
             ids.tofile(tmp / f"{split}.bin")
             meta["tokens"][split] = len(ids)
         save_tokenizer(tokenizer, tmp / "tokenizer.json")

@@ -87,10 +87,20 @@ class LanguageModelNet(Protocol):
         where the cache cannot carry over (a transformer's positions restart each window)."""
 
 
+# the most tokens `genkit sample` generates per sample without force=true (on a CPU, 64 samples of
+# 10000 tokens take many minutes)
+MAX_NEW_TOKENS = 10000
+
+
 class GPT(GenerativeModel):
     modality = "text"
     sample_options = {
-        "max_new_tokens": Option(200, "tokens to generate", whole_number(1)),
+        "max_new_tokens": Option(
+            200,
+            f"tokens to generate (more than {MAX_NEW_TOKENS} with force=true)",
+            whole_number(1),
+            limit=MAX_NEW_TOKENS,
+        ),
         "temperature": Option(
             1.0,
             "0 picks the likeliest token, higher is more random",

@@ -12,6 +12,8 @@ import socket
 import time
 from pathlib import Path
 
+import yaml
+
 STATUS_FILE = "status.json"
 
 
@@ -48,3 +50,28 @@ def current_status(record: dict | None) -> str:
         except (PermissionError, KeyError, ValueError, TypeError):
             pass
     return status
+
+
+def status_unreadable(run_dir: Path) -> bool:
+    """status.json is there but cannot be read (cut short by a full disk, edited by hand)."""
+    return (Path(run_dir) / STATUS_FILE).exists() and read_status(run_dir) is None
+
+
+def facts_from_config(run_dir: Path) -> dict:
+    """What status.json would say of a run (its name, family, data), read from the config Hydra
+    wrote into the run directory, for a run whose status.json is missing or unreadable. Read as
+    plain YAML: nothing in it is resolved or built."""
+    try:
+        cfg = yaml.safe_load((Path(run_dir) / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(cfg, dict):
+        return {}
+    model, data = cfg.get("model") or {}, cfg.get("data") or {}
+    target = model.get("_target_") if isinstance(model, dict) else None
+    run_name = cfg.get("run_name")
+    return {
+        "run_name": run_name if isinstance(run_name, str) and "${" not in run_name else None,
+        "family": target.rsplit(".", 1)[-1] if isinstance(target, str) else None,
+        "data": data.get("name") if isinstance(data, dict) else None,
+    }

@@ -130,6 +130,9 @@ SAMPLE_CASES = [
     ("gan", ["trusted_targets=[torch.]"], ["trusted_targets entry 'torch.' covers torch.load"]),
     ("gan", ["trusted_targets=[importlib]"], ["trusted_targets entry 'importlib'"]),
     ("gan", ["trusted_targets=['']"], ["trusted_targets entry ''"]),
+    ("gan", ["n=100000"], ["n=100000 is more than `genkit sample` takes", "n=10000", "force=true"]),
+    ("gan", ["force=maybe"], ["force='maybe'", "true or false"]),
+    ("gpt", ["max_new_tokens=1000000000"], ["max_new_tokens=1000000000 is more than", "force=true"]),
 ]
 
 
@@ -406,3 +409,37 @@ def test_bad_pairs_sample_is_one_paragraph(tmp_path, tiny_pairs_checkpoint, args
     out = cli_in_process(args[0], f"ckpt={tiny_pairs_checkpoint}", *args[1:], cwd=tmp_path)
     assert_one_paragraph(out, words)
 
+
+def _binary(path):
+    path.write_bytes(bytes(range(256)) * 64)  # what /bin/ls looks like to a reader of text
+
+
+def _latin1(path):
+    path.write_bytes(("Café au lait, crème brûlée.\n" * 80).encode("latin-1"))
+
+
+def _one_line(path):
+    path.write_text("hello world\n")
+
+
+# (what data.path holds, overrides, words): damaged or mistaken data files, each one paragraph
+DATA_FILE_CASES = [
+    (_binary, [], ["is not a text file", "binary data"]),
+    (_latin1, [], ["is not UTF-8 text", "byte 0xe9", "data.encoding=<its encoding>"]),
+    (_latin1, ["data.encoding=ascii"], ["is not ascii text either", "byte 0xe9"]),
+    (_latin1, ["data.encoding=klingon"], ["data.encoding='klingon' is not an encoding"]),
+    (_one_line, [], ["The val split of text is empty", "data.fractions gives it 5%", "at least about"]),
+]
+
+
+@pytest.mark.parametrize(
+    "write,overrides,words", DATA_FILE_CASES, ids=[f"{c[0].__name__} {c[1]}" for c in DATA_FILE_CASES]
+)
+def test_bad_data_file_is_one_paragraph(tmp_path, write, overrides, words):
+    path = tmp_path / "corpus.txt"
+    write(path)
+    out = cli_in_process("train", "model=gpt", "data=text", f"data.path={path}", "data.vocab_size=300",
+                         "data.block_size=8", f"data.cache_dir={tmp_path / 'cache'}", "trainer.accelerator=cpu",
+                         *overrides, cwd=tmp_path)  # fmt: skip
+    assert_one_paragraph(out, words)
+    assert not (tmp_path / "outputs").exists()
