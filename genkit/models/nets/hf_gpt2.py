@@ -34,7 +34,10 @@ GELU_NAMES = {"tanh": "gelu_new", "none": "gelu"}
 def gpt2_config(name_or_path: str) -> dict:
     config = pretrained_config(name_or_path)
     if config.get("model_type") != "gpt2":
-        raise GenkitError(f"{name_or_path} holds a {config.get('model_type')!r} model; genkit loads GPT-2 checkpoints.")
+        raise GenkitError(
+            f"{name_or_path} holds a {config.get('model_type')!r} model, and genkit's own transformer loads GPT-2 "
+            f"checkpoints only; build the network with transformers instead: model/lm_net@model.net=hf."
+        )
     if config.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
         raise GenkitError(f"{name_or_path}: activation {config['activation_function']!r} is not GPT-2's tanh GELU.")
     return config
