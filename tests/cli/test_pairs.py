@@ -48,3 +48,15 @@ def test_text_task_with_an_lstm_scores_rouge_and_completes_a_file(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     assert [r["id"] for r in rows] == [7, 8] and all(isinstance(r["prediction"], str) for r in rows)
+
+
+def test_label_task_on_a_hugging_face_network(tmp_path):
+    from tests.helpers import write_tiny_hf_model
+
+    folder = write_tiny_hf_model(tmp_path / "hf", "llama")
+    run = [o for o in tiny_pairs_run(tmp_path, "labels") if not o.startswith(("model.net.", "data.vocab_size"))]
+    tuned = _train(tmp_path, "hf_run", *run, "model/lm_net@model.net=hf", f"model.init_from={folder}")
+    out = cli_in_process("eval", f"ckpt={tuned}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tuned / "eval.json").read_text())
+    assert "test/macro_f1" in report and "test/macro_f1" in report["before"]
