@@ -9,6 +9,7 @@ per call; per-request noise would need a change there.)
 """
 
 import base64
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ def read_images_request(body: Any, fields: Mapping[str, Field], model: Generativ
     inputs = {k: v[:n] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     family = {k: v for k, v in options.items() if k in model.sample_options}
     if seed is None:
-        seed = int(torch.seed())
+        seed = secrets.randbelow(2**63)  # within the rule of `seed`, so the answer can be replayed
     return ImageRequest(n, seed, family, inputs, as_png)
 
 

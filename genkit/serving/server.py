@@ -39,6 +39,9 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # listening from here: a client that connects before uvicorn accepts waits in the backlog
+        # (genkit says it is ready during the app's startup, before uvicorn's own listen())
+        sock.listen(2048)
     except OSError as err:
         sock.close()
         raise GenkitError(

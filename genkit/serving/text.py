@@ -14,6 +14,7 @@ transformer re-reads a sliding window token by token, which batches no better th
 """
 
 import dataclasses
+import secrets
 import time
 import uuid
 from collections import defaultdict
@@ -82,7 +83,7 @@ class TextRequest:
 def read_completion(body: Any, fields: Mapping[str, Field], model: GenerativeModel, datamodule) -> TextRequest:
     values = read_fields(body, fields, IGNORED)
     if values["seed"] is None:
-        values["seed"] = int(torch.seed())
+        values["seed"] = secrets.randbelow(2**63)  # within the rule of `seed`, so the answer can be replayed
     try:
         prompt_ids = sample_inputs(model, datamodule, values["n"], {"prompt": values["prompt"]})["prompt_ids"]
     except GenkitError as err:  # the tokenizer's word on a prompt it cannot encode

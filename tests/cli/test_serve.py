@@ -45,3 +45,19 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path, tiny_gpt_c
         asking.join(timeout=60)
         assert answers and answers[0][0] == 200 and answers[0][1]["choices"][0]["finish_reason"] == "length"
         assert "Traceback" not in "".join(server.log)
+
+
+def test_load_script_prints_its_table(tmp_path, tiny_gpt_checkpoint):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "serve_load.py"), "--ckpt", str(tiny_gpt_checkpoint),
+         "--clients", "1,2", "--seconds", "1", "--body", '{"prompt": "line", "max_tokens": 4}'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| clients | requests/s |" in out.stdout and "\n| 2 |" in out.stdout
+    assert "genkit serve exited 0 on SIGTERM" in out.stderr
