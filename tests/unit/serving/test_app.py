@@ -129,3 +129,12 @@ def test_api_key_is_asked_of_every_call_but_the_page(tiny_gpt):
         assert client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2},
                            headers={"X-API-Key": "s3cret"}).status_code == 200  # fmt: skip
         assert client.get("/").status_code == 200
+
+
+def test_request_over_the_time_limit_is_408_and_the_server_goes_on(tiny_gpt):
+    # 1 ms: less than the 10 ms batching window the request waits in
+    with client_for(tiny_gpt, timeout_s=0.001) as client:
+        late = client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2})
+        assert late.status_code == 408 and late.json()["error"]["param"] == "timeout"
+        assert "0.001 s" in late.json()["error"]["message"]
+        assert client.get("/health").json()["status"] == "ok"
