@@ -5,6 +5,7 @@ gradient accumulation (from data.max_device_batch), and what DDP must know of th
 """
 
 import inspect
+import logging
 import math
 from dataclasses import dataclass
 
@@ -24,9 +25,11 @@ from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
-from genkit.runtime import precision_for, uses_cuda
+from genkit.runtime import precision_for, uses_cuda, why_precision
 from genkit.training.finetune import apply_finetune
 from genkit.training.run_values import check_run_values
+
+log = logging.getLogger("genkit")
 
 # keys of the trainer config that genkit handles itself rather than passing to lightning.Trainer
 GENKIT_TRAINER_KEYS = ("compile", "matmul_precision", "channels_last")
@@ -182,6 +185,7 @@ def build_trainer(
     )
     if not training:
         return trainer
+    log.info("Precision %s %s", trainer.precision, precision_reason(cfg))
     steps = accumulation_steps(cfg, trainer.world_size, trainer.accumulate_grad_batches)
     if steps > 1 and not model.automatic_optimization:
         raise GenkitError(
@@ -191,6 +195,14 @@ def build_trainer(
         )
     trainer.accumulate_grad_batches = steps
     return trainer
+
+
+def precision_reason(cfg: DictConfig) -> str:
+    """Why the run trains in its precision: genkit's choice (runtime.precision_for) or the config's."""
+    chosen = OmegaConf.to_container(cfg.trainer, resolve=False).get("precision")
+    if isinstance(chosen, str) and "auto_precision" in chosen:
+        return f"(genkit's choice): {why_precision(cfg.trainer.get('accelerator'))}"
+    return f"(trainer.precision={chosen}, as configured)"
 
 
 def evaluation_trainer(cfg: DictConfig, model: GenerativeModel) -> L.Trainer:

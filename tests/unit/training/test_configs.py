@@ -67,22 +67,6 @@ def test_every_experiment_composes_and_builds_its_model(tmp_path, experiment):
         build_model(make_cfg(tmp_path, f"experiment={experiment}", "model.init_from=null"))
 
 
-def test_cpu_trainer_is_bf16_only_with_bf16_matrix_units(tmp_path, monkeypatch):
-    import torch
-
-    from genkit.runtime import cpu_has_bf16_matmul
-
-    expected = "bf16-mixed" if cpu_has_bf16_matmul() else "32-true"
-    assert make_cfg(tmp_path, "trainer=cpu").trainer.precision == expected
-    assert make_cfg(tmp_path, "trainer=ddp_cpu").trainer.precision == expected
-    assert make_cfg(tmp_path, "trainer=gpu").trainer.precision == "bf16-mixed"
-    # a CPU without AMX tiles has no bf16 matrix units: 32-bit
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert make_cfg(tmp_path, "trainer=cpu").trainer.precision == "32-true"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert make_cfg(tmp_path, "trainer=cpu").trainer.precision == "bf16-mixed"
-
-
 def test_the_cpu_allocator_keeps_freed_memory():
     import sys
 
