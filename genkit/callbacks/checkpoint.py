@@ -54,6 +54,15 @@ class RunCheckpoint(ModelCheckpoint):
         if 0 < trainer.max_steps <= trainer.global_step:
             self.save_last_now(trainer)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        # A run's final validation comes after its final last.ckpt (written above, so that a crash
+        # in it loses nothing): write last.ckpt again, with best.ckpt's and early stopping's
+        # verdicts on it (RunCheckpoint runs after them), or a resumed run would compare its next
+        # validations with an older best. ValidateAtTheEnd keeps its loops at the step's end.
+        if trainer.should_stop and self._last_global_step_saved == trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning only writes last.ckpt here if no checkpoint was saved at all; a run that
         # stops between two intervals must still leave its final state in last.ckpt.
@@ -81,18 +90,32 @@ class ConfigInCheckpoint(L.Callback):
         checkpoint["genkit"] = {"version": __version__, "config": self.config, "data_stamp": self.data_stamp}
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's random generators (torch, numpy, Python's, CUDA's): plain values and
+    tensors, so that checkpoints load with torch.load(weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class RNGStateInCheckpoint(L.Callback):
     """Saves the random number generators with each checkpoint and restores them on resume, so a
     resumed run draws the same noise, dropout masks and windows as an uninterrupted one."""
 
     def state_dict(self) -> dict[str, Any]:
-        # numpy's state as a tensor and plain values: checkpoints load with torch.load(weights_only=True)
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
-        state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        return rng_state()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._to_restore = state_dict
@@ -105,12 +128,7 @@ class RNGStateInCheckpoint(L.Callback):
             # the checkpoint holds rank 0's generators; other ranks get their own stream
             torch.manual_seed(int(state["torch"][:8].sum().item()) + trainer.global_rank)
         else:
-            torch.set_rng_state(state["torch"])
-            name, keys, pos, has_gauss, cached = state["numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-            random.setstate(state["python"])
-            if "cuda" in state and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
+            set_rng_state(state)
         self._to_restore = None
 
 

@@ -142,7 +142,9 @@ def _fit(cfg: DictConfig, parts) -> dict[str, float]:
     if trainer.is_global_zero:
         parts.datamodule.save_artifacts(Path(cfg.paths.output_dir))
     metrics = scalar_metrics(trainer)
-    # runs that stop between validations (max_steps mid-epoch) still end with val metrics
+    # A run validates its final weights inside fit (ValidateAtTheEnd), where best.ckpt and early
+    # stopping see it. Only when Lightning refuses to stop there (min_epochs or min_steps not yet
+    # reached when max_steps is) does it end without one: validate now, for the metrics alone.
     if last_validation.step != trainer.global_step and trainer.limit_val_batches != 0 and not trainer.interrupted:
         trainer.validate(parts.model, datamodule=parts.datamodule, verbose=False)
         metrics.update(scalar_metrics(trainer))

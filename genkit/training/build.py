@@ -14,7 +14,8 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from genkit.callbacks.checkpoint import ConfigInCheckpoint, RNGStateInCheckpoint
+from genkit.callbacks.checkpoint import ConfigInCheckpoint, RNGStateInCheckpoint, RunCheckpoint
+from genkit.callbacks.final_validation import ValidateAtTheEnd
 from genkit.callbacks.guards import StopOnNonFiniteLoss
 from genkit.callbacks.logs import ForgetRedoneSteps
 from genkit.callbacks.preemption import SaveOnPreemption
@@ -232,8 +233,12 @@ def training_callbacks(cfg: DictConfig) -> list:
         StopOnNonFiniteLoss(),
         SaveOnPreemption(),
         ForgetRedoneSteps(),
+        ValidateAtTheEnd(),
     ]
     callbacks = [*_instantiate_group(cfg.get("callbacks")), *always]
+    # RunCheckpoint last (Lightning keeps checkpoint callbacks' order): the last.ckpt it writes after
+    # the final validation holds best.ckpt's verdict on it
+    callbacks.sort(key=lambda callback: isinstance(callback, RunCheckpoint))
     if cfg.get("optuna"):  # a trial of genkit's Optuna sweeper: report to its study, maybe stop early
         from genkit.training.pruning import OptunaPruning
 

@@ -91,3 +91,64 @@ def test_best_and_early_stopping_survive_a_resume(tmp_path, tiny_data_root):
     assert last["global_step"] == 4 and best["global_step"] == 1
     (stopper,) = [v for k, v in last["callbacks"].items() if k.startswith("EarlyStoppingOnMetric")]
     assert stopper["wait_count"] == 3  # validations 2, 3 and 4 did not improve on the first
+
+
+# one batch an epoch, validations every 2 epochs, stopped by max_steps=3: the final validation
+# (step 3) is not one Lightning schedules, and comes after a scheduled one (step 2)
+STOPPED_BETWEEN_VALIDATIONS = (
+    "trainer.max_epochs=-1",
+    "trainer.max_steps=3",
+    "trainer.check_val_every_n_epoch=2",
+    "callbacks.early_stopping.patience=5",
+)
+
+
+def val_losses(run) -> list[float]:
+    rows = (run / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("val/loss")
+    return [float(row.split(",")[column]) for row in rows[1:] if row.split(",")[column]]
+
+
+def callback_state(ckpt: dict, name: str) -> dict:
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith(name)]
+    return state
+
+
+def test_a_final_validation_that_is_best_is_in_best_ckpt(tmp_path, tiny_data_root):
+    """A run stopped between two validations validates at its last step, inside fit: best.ckpt,
+    early stopping and last.ckpt's record of both count it as any other validation."""
+    train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *VAE_RUN, *STOPPED_BETWEEN_VALIDATIONS))
+    checkpoints = run_dir(tmp_path) / "checkpoints"
+    losses = val_losses(run_dir(tmp_path))
+    assert len(losses) == 2 and losses[1] < losses[0]  # the VAE still learns fast at step 3
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["global_step"] == last["global_step"] == 3
+    for ckpt in (best, last):
+        assert float(callback_state(ckpt, "BestCheckpoint")["best_model_score"]) == pytest.approx(losses[1], rel=1e-6)
+        stopper = callback_state(ckpt, "EarlyStoppingOnMetric")
+        assert stopper["wait_count"] == 0 and float(stopper["best_score"]) == pytest.approx(losses[1], rel=1e-6)
+    # both resume as last.ckpt written at the step's end did: after step 3, its validation done
+    for ckpt in (best, last):
+        assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 2
+
+
+def test_a_final_validation_that_is_not_best_counts_for_early_stopping(tmp_path, tiny_data_root):
+    """val/loss never changes: best.ckpt stays at the first validation, the final one counts as a
+    validation without improvement, and a resumed run goes on counting from there."""
+    overrides = (*FROZEN_DIFFUSION_RUN, *STOPPED_BETWEEN_VALIDATIONS)
+    overrides = tuple("model.optimizer.lr=1e-30" if o == "model.optimizer.lr=0" else o for o in overrides)
+    checkpoints = run_dir(tmp_path) / "checkpoints"
+    train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *overrides))
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["global_step"] == 2 and last["global_step"] == 3
+    assert callback_state(last, "EarlyStoppingOnMetric")["wait_count"] == 1
+    assert callback_state(last, "BestCheckpoint")["best_model_path"].endswith("best.ckpt")
+
+    train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *overrides, "trainer.max_steps=4"))  # validates at 4
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 4 and best["global_step"] == 2
+    assert callback_state(last, "EarlyStoppingOnMetric")["wait_count"] == 2
+    assert len(val_losses(run_dir(tmp_path))) == 3 and len(set(val_losses(run_dir(tmp_path)))) == 1

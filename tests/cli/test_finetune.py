@@ -190,6 +190,19 @@ def test_lora_trains_only_adapters_and_export_merges_them(tmp_path, tiny_data_ro
     assert sampled.returncode == 0, sampled.stderr[-2000:]
 
 
+def test_a_short_lora_run_ends_with_a_best_checkpoint(tmp_path, gpt_source):
+    """20 LoRA steps, no validation scheduled before the end (one an epoch of ~140 batches): the
+    final validation, inside fit, makes best.ckpt, which sample and eval use by default."""
+    fix = ("data.lowercase=true", "data.unknown_chars=drop", "trainer.val_check_interval=null")
+    args = finetune_args(tmp_path / "ft", gpt_source, *fix, "finetune.lora.r=4", "trainer.max_steps=20")
+    metrics = train(make_cfg(tmp_path / "ft", *args))
+    checkpoints = tmp_path / "ft" / "outputs" / "run" / "checkpoints"
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    assert best["global_step"] == 20
+    (state,) = [v for k, v in best["callbacks"].items() if k.startswith("BestCheckpoint")]
+    assert float(state["best_model_score"]) == pytest.approx(metrics["val/loss"], rel=1e-6)
+
+
 def test_eval_scores_the_starting_model_beside_the_finetuned_one_once(tmp_path, gpt_source):
     run = tmp_path / "ft" / "outputs" / "run"
     fix = ("data.lowercase=true", "data.unknown_chars=drop")
