@@ -2,7 +2,7 @@
 
 The data module writes them (genkit.data.base): images as a grid PNG in <run_dir>/samples/,
 token ids decoded to a .txt file. A conditional model draws every class (one row each). The same
-grid or texts go to the dashboards of the run's loggers (TensorBoard, wandb) at their step.
+grid or texts go to the dashboards of the run's loggers (TensorBoard, wandb, MLflow) at their step.
 """
 
 import logging
@@ -76,9 +76,10 @@ class SampleWriter(L.Callback):
 
 
 def to_dashboards(loggers, path: Path, texts: list[str] | None, step: int) -> None:
-    """A sample grid (or texts) in TensorBoard (add_image / add_text) and wandb (an image, or a
-    table of texts); other loggers (CSV) keep only the file's path in the run directory."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+    """A sample grid (or texts) in TensorBoard (add_image / add_text), wandb (an image, or a table
+    of texts) and MLflow (the file, among the run's artifacts); the CSV log keeps none: the files
+    are in the run directory."""
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -97,3 +98,6 @@ def to_dashboards(loggers, path: Path, texts: list[str] | None, step: int) -> No
                 logger.log_image(key="samples", images=[str(path)], step=step)
             else:
                 logger.log_text(key="samples", columns=["sample"], data=[[t] for t in texts], step=step)
+        elif isinstance(logger, MLFlowLogger):
+            # the grid's .png or the texts' .txt, named by its step (step_0000200.png)
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="samples")

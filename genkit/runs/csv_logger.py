@@ -1,4 +1,5 @@
-"""The CSV logger of genkit runs: <run_dir>/metrics.csv, kept across resumes.
+"""The CSV logger of genkit runs: <run_dir>/metrics.csv, kept across resumes. Every training run
+writes it, whatever other loggers it has (genkit.training.build.run_loggers).
 
 Lightning's CSVLogger deletes an existing metrics.csv when it starts, so a resumed run would lose
 its history. This one appends, and drops the rows of the steps that a resumed run is about to
@@ -21,6 +22,11 @@ class _AppendingWriter(ExperimentWriter):
 
 
 class RunCSVLogger(CSVLogger):
+    def __init__(self, save_dir: str, name: str = "", version: str | int = "", **kwargs):
+        # name and version "": metrics.csv straight in save_dir (the run directory), not in
+        # lightning_logs/version_N below it
+        super().__init__(save_dir, name=name, version=version, **kwargs)
+
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:

@@ -26,6 +26,7 @@ from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
+from genkit.runs.csv_logger import RunCSVLogger
 from genkit.runtime import precision_for, uses_cuda, why_precision
 from genkit.training.finetune import apply_finetune
 from genkit.training.run_values import check_run_values
@@ -117,6 +118,18 @@ def check_run_options(cfg: DictConfig) -> None:
             raise GenkitError(f"{key}={value!r} must be {rule.words}.")
 
 
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU named in trainer.accelerator that this machine lacks: one paragraph, before anything
+    is built (Lightning stops with a traceback)."""
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise GenkitError(
+            "trainer.accelerator=mps (trainer=mps) needs an Apple GPU with PyTorch's Metal backend, and this "
+            "machine has none (torch.backends.mps.is_available() is False). Use trainer=cpu here, or trainer=gpu "
+            "on a machine with a CUDA GPU."
+        )
+
+
 def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
     """The trainer's logged metrics that are single numbers, as floats."""
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -174,7 +187,7 @@ def build_trainer(
     if callbacks is None:
         callbacks = training_callbacks(cfg)
     if logger is None:
-        logger = _instantiate_group(cfg.get("logger")) or False
+        logger = run_loggers(cfg)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in GENKIT_TRAINER_KEYS:
         trainer_cfg.pop(key, None)
@@ -204,6 +217,16 @@ def precision_reason(cfg: DictConfig) -> str:
     if isinstance(chosen, str) and "auto_precision" in chosen:
         return f"(genkit's choice): {why_precision(cfg.trainer.get('accelerator'))}"
     return f"(trainer.precision={chosen}, as configured)"
+
+
+def run_loggers(cfg: DictConfig) -> list:
+    """The configured loggers (logger=tensorboard, wandb, mlflow, or several: logger=[tensorboard,wandb]),
+    always with genkit's own record, <run_dir>/metrics.csv, which curves.png, `genkit runs` and
+    `genkit plot` read: other loggers add to it, never replace it."""
+    loggers = _instantiate_group(cfg.get("logger"))
+    if not any(isinstance(one, RunCSVLogger) for one in loggers):
+        loggers.insert(0, RunCSVLogger(save_dir=cfg.paths.output_dir))
+    return loggers
 
 
 def evaluation_trainer(cfg: DictConfig, model: GenerativeModel) -> L.Trainer:
@@ -250,6 +273,7 @@ def build(cfg: DictConfig, *, with_trainer: bool = True) -> Parts:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     check_run_options(cfg)
+    check_accelerator(cfg)
     check_pair(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)

@@ -31,6 +31,9 @@ CASES = [
     (["model.init_from=/nonexistent/run.ckpt"], ["/nonexistent/run.ckpt does not exist"]),
     (["model=gan", "model.init_from=gpt2"], ["model.init_from", "gpt2"]),
     (["callbacks.early_stopping.patience=0"], ["callbacks.early_stopping.patience=0", "at least 1"]),
+    (["logger=nope"], ["unknown logger 'nope'", "csv", "mlflow", "tensorboard", "wandb"]),
+    (["logger=[tensorboard,nope]"], ["logger", "nope"]),
+    (["trainer.accelerator=mps"], ["trainer.accelerator=mps", "needs an Apple GPU", "trainer=cpu"]),
     (["model=gan", "model.generator.num_classes=10"], ["model.generator.num_classes=10", "model.conditional=true"]),
     (
         ["model=diffusion", "model.conditional=true", "model.cond_drop=0"],

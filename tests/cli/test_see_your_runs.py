@@ -1,6 +1,7 @@
-"""Seeing runs: sample grids and texts in TensorBoard and wandb, curves.png, `genkit plot` over a
-sweep, `genkit runs` with each run's status, and an eval that reports progress and trains its
-classifier once when two evals start together."""
+"""Seeing runs: sample grids and texts in TensorBoard, wandb and MLflow, metrics.csv and
+curves.png whatever else a run logs to, `genkit plot` over a sweep, `genkit runs` with each run's
+status, and an eval that reports progress and trains its classifier once when two evals start
+together."""
 
 import json
 import os
@@ -25,6 +26,8 @@ def _tensorboard_tags(folder: Path) -> dict:
 
 def test_sample_grids_and_texts_reach_tensorboard(tmp_path, tiny_data_root):
     train(make_cfg(tmp_path / "gan", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "logger=tensorboard"))
+    # TensorBoard adds to genkit's own record, which curves.png is drawn from
+    assert all((tmp_path / "gan" / "outputs" / "run" / f).is_file() for f in ("metrics.csv", "curves.png"))
     events = _tensorboard_tags(tmp_path / "gan" / "outputs" / "run" / "tensorboard")
     images = events.Images("samples")
     assert images and images[-1].step == 4 and images[-1].width > 100  # the 8x8 grid, at its step
@@ -35,17 +38,50 @@ def test_sample_grids_and_texts_reach_tensorboard(tmp_path, tiny_data_root):
     assert b"sample 0" in events.Tensors(text)[-1].tensor_proto.string_val[0]
 
 
-def test_sample_grids_reach_an_offline_wandb_run(tmp_path, tiny_data_root):
+def in_genkit_runs(outputs: Path, cwd: Path) -> dict:
+    out = cli_in_process("runs", str(outputs), "--json", cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    return row
+
+
+def test_sample_grids_reach_an_offline_wandb_run_that_keeps_metrics_csv(tmp_path, tiny_data_root):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "GENKIT_DATA_DIR": str(tiny_data_root)}
-    run = tmp_path / "run"
+    run = tmp_path / "outputs" / "run"
     script = Path(sys.executable).with_name("genkit")
     out = subprocess.run(
-        [str(script), "train", *TINY_IMAGE_RUN, "logger=wandb", f"hydra.run.dir={run}"],
+        [str(script), "train", *TINY_IMAGE_RUN, "model=vae", "logger=wandb", f"hydra.run.dir={run}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     grids = list(run.glob("wandb/offline-run-*/files/media/images/samples_*.png"))
     assert grids, sorted(str(p.relative_to(run)) for p in run.rglob("*"))[:40]
+    assert (run / "metrics.csv").is_file() and (run / "curves.png").is_file()
+    row = in_genkit_runs(tmp_path / "outputs", tmp_path)
+    assert row["monitor"] == "val/loss" and row["last"] is not None and row["steps"] == 4
+
+
+def test_mlflow_and_tensorboard_together_beside_metrics_csv(tmp_path, tiny_data_root):
+    """logger=[tensorboard,mlflow]: both, and metrics.csv; MLflow's store under paths.log_dir
+    (outputs/mlflow.db, files in outputs/mlruns), read back with MLflow's own client: the
+    metrics and the sample grid."""
+    from mlflow.tracking import MlflowClient
+
+    metrics = train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "model=vae",
+                             "logger=[tensorboard,mlflow]"))  # fmt: skip
+    run = tmp_path / "outputs" / "run"
+    assert (run / "metrics.csv").is_file() and (run / "curves.png").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    (stored,) = client.search_runs([client.get_experiment_by_name("genkit").experiment_id])
+    assert stored.info.run_name == "vae-mnist"
+    assert stored.data.metrics["val/loss"] == pytest.approx(metrics["val/loss"], rel=1e-6)
+    assert "train/loss" in stored.data.metrics
+    (samples,) = client.list_artifacts(stored.info.run_id, "samples")
+    assert samples.path == "samples/step_0000004.png"
+    assert list((tmp_path / "outputs" / "mlruns").rglob("step_0000004.png"))
+    row = in_genkit_runs(tmp_path / "outputs", tmp_path)
+    assert row["monitor"] == "val/loss" and row["last"] == pytest.approx(metrics["val/loss"], rel=1e-5)
 
 
 def test_runs_end_with_curves_and_a_sweep_plots_on_one_chart(tmp_path, tiny_data_root):
