@@ -41,8 +41,8 @@ OPTIONS = {
     **CHECKPOINT_OPTIONS,
     "out": Option(None, "where to write it: a .ckpt file, or a folder for the other formats (required)",
                   shown="out=<file or folder>"),
-    "format": Option("ckpt", "ckpt (genkit's checkpoint) or a folder another library opens (docs/use-elsewhere.md)",
-                     one_of(*FORMATS)),
+    "format": Option("ckpt", f"ckpt (genkit's checkpoint), or a folder another library opens: "
+                     f"{', '.join(f for f in FORMATS if f != 'ckpt')} (docs/use-elsewhere.md)", one_of(*FORMATS)),
     "overwrite": Option(False, "replace out= when it exists (otherwise an existing out= is refused)", BOOLEAN),
     "merge": MERGE,
 }  # fmt: skip
