@@ -40,7 +40,9 @@ def test_pairs_instantiate(tmp_path, tiny_data_root, model, data):
     if data == "hf_text":  # names the user's dataset; building reads nothing yet
         overrides.append(f"data.dataset={tmp_path}")
     else:
-        overrides.append(f"data.path={tmp_path}" if data in ("text", "image_folder") else f"data.root={tiny_data_root}")
+        overrides.append(
+            f"data.path={tmp_path}" if data in ("text", "image_folder", "pairs") else f"data.root={tiny_data_root}"
+        )
     parts = build(make_cfg(tmp_path, *overrides))
     assert parts.trainer is not None and parts.model is not None and parts.datamodule is not None
 
