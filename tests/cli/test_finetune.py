@@ -115,7 +115,8 @@ def test_freeze_and_train_only_keep_what_they_name(tmp_path, gpt_source, caplog)
 
 
 def test_a_gan_fine_tunes_with_its_discriminators_first_layer_fixed(tmp_path, tiny_data_root):
-    """docs/fine-tuning.md: `genkit train data=fashion_mnist model.init_from=<gan run> finetune.freeze=[discriminator.net.0.*]`"""
+    """docs/fine-tuning.md: `genkit train data=fashion_mnist model.init_from=<gan run>
+    finetune.freeze=[discriminator.net.0.*]`"""
     train(make_cfg(tmp_path / "source", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN))
     source = tmp_path / "source" / "outputs" / "run"
     run = tmp_path / "fashion"
