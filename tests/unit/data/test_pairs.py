@@ -118,3 +118,14 @@ def test_long_prompts_cut_keeps_their_ends(tmp_path, caplog):
     assert any(r.getMessage().startswith("1 of the") and "starts are cut" in r.getMessage() for r in caplog.records)
     prompt_len, ids = dm.rows["train"][0]
     assert len(ids) == 16 and dm.tokenizer.decode(ids[1:prompt_len]).endswith("hij")
+
+
+def test_a_hugging_face_dataset_folder(tmp_path):
+    import datasets
+
+    rows = [{"q": f"question {i}", "a": f" answer {i % 4}"} for i in range(24)]
+    splits = {"train": rows[:20], "validation": rows[20:22], "test": rows[22:]}
+    datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()}).save_to_disk(tmp_path / "hf")
+    dm = _module(tmp_path, dataset=str(tmp_path / "hf"), prompt_key="q", completion_key="a")
+    assert [len(dm.records[s]) for s in ("train", "val", "test")] == [20, 2, 2]
+    assert dm.labels == ["answer 0", "answer 1", "answer 2", "answer 3"]
