@@ -24,7 +24,8 @@ from torchmetrics.functional.classification import (
 from torchmetrics.functional.text import chrf_score
 from torchmetrics.functional.text.rouge import rouge_score
 
-from genkit.data.pairs import PairsDataModule, normalise, read_rows, write_predictions
+from genkit.data.pairs import PairsDataModule
+from genkit.data.records import normalise, read_rows, write_predictions
 from genkit.errors import GenkitError
 from genkit.models.completion import candidate_logprobs, complete
 

@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from genkit.data.pairs import PairBatches, PairsDataModule, chat_pair
+from genkit.data.pairs import PairBatches, PairsDataModule
+from genkit.data.records import chat_pair
 from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
 from genkit.models.linear_cross_entropy import linear_cross_entropy
