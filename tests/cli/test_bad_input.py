@@ -21,6 +21,7 @@ CASES = [
     (["data.batch_size=-1"], ["data.batch_size=-1", "whole number"]),
     (["data.batch_size=100000"], ["data.batch_size=100000 is more than the 64 training examples"]),
     (["hydra.run.dir=/proc/genkit/run"], ["cannot create its run directory", "/proc/genkit/run"]),
+    (["trainer=fsdp"], ["trainer=fsdp cannot run with trainer.accelerator=cpu", "CUDA GPUs only", "trainer=ddp_cpu"]),
     (
         ["model=diffusion", "model.conditional=true", "data.num_classes=0", "data.class_names=[]"],
         ["model.conditional=true needs class labels", "data.num_classes"],
@@ -184,6 +185,26 @@ def test_bad_export_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, optio
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert all(word in " ".join(out.stderr.split()) for word in words), out.stderr
     assert not (tmp_path / "x.ckpt").exists()
+
+
+# format=diffusers and format=onnx for a run that has no such form (an existing out=: EXPORT_CASES)
+FORMAT_CASES = [
+    ("tiny_gan_checkpoint", ["format=diffusers"], ["format=diffusers writes diffusion models", "GAN"]),
+    ("tiny_gpt_checkpoint", ["format=onnx"], ["format=onnx writes the image-making network", "GPT", "format=hf"]),
+    (
+        "tiny_cdiffusion_checkpoint",
+        ["format=diffusers"],
+        ["diffusers' UNet2DModel", "model/denoiser@model.net=diffusers_unet", "format=onnx"],
+    ),
+]
+
+
+@pytest.mark.parametrize("fixture,options,words", FORMAT_CASES, ids=[" ".join(c[1]) + " " + c[0] for c in FORMAT_CASES])
+def test_bad_export_format_is_one_paragraph(tmp_path, request, fixture, options, words):
+    ckpt = request.getfixturevalue(fixture)
+    out = cli_in_process("export", f"ckpt={ckpt}", *options, f"out={tmp_path / 'exported'}", cwd=tmp_path)
+    assert_one_paragraph(out, words)
+    assert not (tmp_path / "exported").exists()
 
 
 # every option of `genkit serve`, refused before a model loads or a port opens to the world
