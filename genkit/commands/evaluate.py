@@ -60,7 +60,9 @@ OPTIONS = {
     "choose_labels": Option(
         "likelihood", "a label task (data=pairs): pick the likeliest label, or generate one", one_of(*LABEL_CHOICES)
     ),
-    "task_records": Option(None, "a task (data=pairs): score N evenly spaced test records (null: all)", whole_number(1)),
+    "task_records": Option(
+        None, "a task (data=pairs): score N evenly spaced test records (null: all)", whole_number(1)
+    ),
 }
 
 
