@@ -10,7 +10,7 @@ from tests.helpers import TINY_IMAGE_RUN, cli_in_process, tiny_text_run
 CASES = [
     (["model=nope"], ["unknown model 'nope'", "gan", "vae", "diffusion", "gpt"]),
     (["data=nope"], ["unknown data 'nope'", "mnist", "tinyshakespeare"]),
-    (["model=gpt", "model/lm_net@model.net=nope"], ["unknown model/lm_net", "'nope'", "gpt2, lstm"]),
+    (["model=gpt", "model/lm_net@model.net=nope"], ["unknown model/lm_net", "'nope'", "gpt2, hf, lstm"]),
     (["model=gpt", "data=mnist"], ["generates text", "mnist holds images"]),
     (["model._target_=mypkg.NoSuchModel"], ["cannot be imported", "PYTHONPATH"]),
     (["model=gan", "data.format=png"], ["data.format='png'", "idx"]),

@@ -10,7 +10,7 @@ from hydra.utils import get_class
 from genkit.config_files import CONFIG_DIR
 from genkit.models.nets import mlp
 from genkit.training.build import build_model
-from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli
+from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli, write_tiny_hf_model
 
 FAMILIES = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 NETWORK_GROUPS = sorted(p.name for p in (CONFIG_DIR / "model").iterdir() if p.is_dir())
@@ -56,7 +56,9 @@ def test_every_network_option_composes_and_builds(tmp_path, group):
     family, key = network_choices()[group]
     node = "net" if "@" in key else group
     for option in sorted(p.stem for p in (CONFIG_DIR / "model" / group).glob("*.yaml")):
-        cfg = make_cfg(tmp_path, f"model={family}", f"data={DATA[family]}", f"{key}={option}")
+        # a Hugging Face network takes its architecture from a checkpoint folder (a tiny one here)
+        given = [f"model.init_from={write_tiny_hf_model(tmp_path / 'hf')}"] if option == "hf" else []
+        cfg = make_cfg(tmp_path, f"model={family}", f"data={DATA[family]}", f"{key}={option}", *given)
         network = get_class(cfg.model[node]._target_)
         assert any(isinstance(module, network) for module in build_model(cfg).modules())
 
