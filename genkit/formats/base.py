@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
@@ -27,6 +27,21 @@ class Exported:
     checkpoint: dict[str, Any]  # the checkpoint as read (weights only): its step and genkit metadata
     source: Path
     merged: int  # LoRA layers folded into their weights
+
+
+def exported_record(run: Exported) -> dict[str, Any]:
+    """What an exported file carries beside the weights: genkit's metadata with the run config (as
+    exported), where it came from, and the training step it holds."""
+    return {
+        "genkit": {
+            **run.checkpoint["genkit"],
+            "config": OmegaConf.to_container(run.config),
+            "exported_from": str(run.source),
+            "merged_lora_layers": run.merged,
+        },
+        "global_step": run.checkpoint.get("global_step"),
+        "epoch": run.checkpoint.get("epoch"),
+    }
 
 
 class FormatUnsupported(GenkitError):

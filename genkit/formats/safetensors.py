@@ -5,27 +5,15 @@ involved (genkit.checkpoints.safetensors_folder); a text model's tokenizer.json 
 import json
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from genkit.checkpoints.safetensors_folder import write_safetensors_folder
 from genkit.errors import GenkitError
-from genkit.formats.base import Exported, write_folder
+from genkit.formats.base import Exported, exported_record, write_folder
 from genkit.formats.tokenizer_json import save_tokenizer_files
 
 
 def write_safetensors(run: Exported, out: Path) -> Path:
     state_key = type(run.datamodule).__qualname__
-    meta = {
-        "genkit": {
-            **run.checkpoint["genkit"],
-            "config": OmegaConf.to_container(run.config),
-            "exported_from": str(run.source),
-            "merged_lora_layers": run.merged,
-        },
-        "global_step": run.checkpoint.get("global_step"),
-        "epoch": run.checkpoint.get("epoch"),
-        "data_state": {state_key: run.checkpoint.get(state_key) or {}},
-    }
+    meta = {**exported_record(run), "data_state": {state_key: run.checkpoint.get(state_key) or {}}}
     try:
         json.dumps(meta)
     except TypeError as err:

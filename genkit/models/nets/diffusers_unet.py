@@ -17,7 +17,7 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
-from genkit.models.nets.sizes import halvings
+from genkit.models.nets.sizes import unet_levels
 
 
 class DiffusersUNet(nn.Module):
@@ -41,10 +41,7 @@ class DiffusersUNet(nn.Module):
         heads: int = 4,
     ):
         super().__init__()
-        if channel_mults is None:
-            channel_mults = (1,) + (2,) * halvings(image_size)
-        if attention_levels is None:
-            attention_levels = tuple(level for level in range(len(channel_mults)) if image_size >> level <= 8)
+        channel_mults, attention_levels = unet_levels(image_size, channel_mults, attention_levels)
         widths = [base * m for m in channel_mults]
         levels = range(len(widths))
         self.num_classes = num_classes

@@ -26,3 +26,16 @@ def halvings(image_size: int, smallest: int = 4) -> int:
 def final_size(image_size: int) -> int:
     """The side of the smallest feature map: image_size // 2 ** halvings(image_size)."""
     return image_size // 2 ** halvings(image_size)
+
+
+def unet_levels(
+    image_size: int, channel_mults: tuple[int, ...] | None, attention_levels: tuple[int, ...] | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A U-Net's width multipliers per level (null: 1, then 2 for each halving the image allows)
+    and the levels with attention (null: those at 8 px and below); genkit's U-Net and the
+    diffusers one share this, so the same config builds the same levels in both."""
+    if channel_mults is None:
+        channel_mults = (1,) + (2,) * halvings(image_size)
+    if attention_levels is None:
+        attention_levels = tuple(level for level in range(len(channel_mults)) if image_size >> level <= 8)
+    return tuple(channel_mults), tuple(attention_levels)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genkit.models.nets.sizes import halvings
+from genkit.models.nets.sizes import unet_levels
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -93,10 +93,7 @@ class UNet(nn.Module):
         image_size: int = 28,
     ):
         super().__init__()
-        if channel_mults is None:
-            channel_mults = (1,) + (2,) * halvings(image_size)
-        if attention_levels is None:
-            attention_levels = tuple(level for level in range(len(channel_mults)) if image_size >> level <= 8)
+        channel_mults, attention_levels = unet_levels(image_size, channel_mults, attention_levels)
         t_dim = 4 * base
         self.base, self.num_classes = base, num_classes
         self.time_mlp = nn.Sequential(nn.Linear(base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
