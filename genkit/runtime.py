@@ -3,12 +3,16 @@ eval and bench.
 
 bf16 autocast on CUDA GPUs, and on CPUs that multiply bf16 matrices much faster than fp32. Which
 CPUs do is measured, not read from one CPUID bit: AMX tiles (Intel Xeon since Sapphire Rapids),
-AVX512-BF16 (AMD Zen 4 and 5, Intel Cooper Lake), AVX-NE-CONVERT and Arm's BF16 all speed bf16 up
-by different amounts, and on a CPU with none of them oneDNN still runs bf16, converted to fp32
-and back, slower than fp32. So genkit times a 768 x 768 matmul in each precision once per CPU
-(model, CPUID flags, torch version), and keeps the answer in ~/.cache/genkit/cpu_bf16.json.
-Measured on 2 cores: AMX (Xeon) 1284 against 341 GFLOP/s; AVX512-BF16 (AMD EPYC, Zen 4) 961
-against 225. Commands that run one model outside a training run (sample, eval) use the same rule.
+AVX512-BF16 (AMD Zen 4 and 5, Intel Cooper Lake), AVX-NE-CONVERT and Arm's BF16 speed bf16 up by
+different amounts, and what oneDNN makes of a CPU with none of them is its own affair. So genkit
+times a 768 x 768 matmul in each precision once per CPU (model, CPUID flags, torch version: ~0.06
+s on 2 cores) and keeps the answer in ~/.cache/genkit/cpu_bf16.json (delete it to time again).
+A timing is a better witness than a table of CPUs: it asks the CPU, this torch build and the
+oneDNN kernels it picks, and it needs no update for the next ISA.
+
+Measured on 2 cores: an AMD EPYC (Zen 4: AVX512-BF16, no AMX; 2026-12-06, torch 2.14.1) 420
+against 200 GFLOP/s (2.1x; one thread 209 against 101); an Intel Xeon with AMX (2026-12-02) 1284
+against 341. Commands that run one model outside a training run (sample, eval) use the same rule.
 """
 
 import datetime
@@ -24,11 +28,12 @@ from pathlib import Path
 import torch
 
 # bf16 autocast pays when bf16 matmuls run this many times as fast as fp32 ones: it also converts
-# activations, keeps attention and scored outputs in fp32, and a network is not all matmuls (the
-# nanoGPT CPU recipe: a 4.3x faster matmul made the whole run 1.6x faster, 73.5 s against 46.5 s)
+# activations, keeps attention and scored outputs in fp32, and a network is not all matmuls (on
+# the Zen 4 EPYC a 2.1x faster matmul made a step of nanoGPT's CPU recipe 1.36x faster, 35 ms
+# against 47)
 BF16_PAYS_AT = 1.5
 # the probe: one square matmul the size of GPT-2's hidden layer, the best of a few tries of each
-# precision, interleaved so that another process's load slows both alike (~0.1 s on 2 cores)
+# precision, interleaved so that another process's load slows both alike
 PROBE_SIZE = 768
 PROBE_TRIES = 5
 
