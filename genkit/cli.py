@@ -139,6 +139,8 @@ def check_group_choices(command: str, args: list[str]) -> None:
         group_dirs = [d / group for d in dirs if (d / group).is_dir()]
         if not sep or "." in group or key == "hydra" or not group_dirs or value in ("", "null"):
             continue
+        if value.startswith("[") and value.endswith("]"):  # a list of options: logger=[tensorboard,wandb]
+            value = value[1:-1]
         if any(c in value for c in "()[]{}*"):  # sweep functions such as choice(...) or glob(...)
             continue
         available = sorted({p.stem for d in group_dirs for p in d.glob("*.yaml")})

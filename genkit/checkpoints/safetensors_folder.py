@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from genkit.errors import CheckpointError
+from genkit.errors import CheckpointError, first_line
 
 WEIGHTS = "model.safetensors"
 META = "genkit.json"
@@ -41,7 +41,7 @@ def read_safetensors_folder(folder: Path) -> dict[str, Any]:
         state_dict = load_file(str(folder / WEIGHTS))
     except Exception as err:  # a damaged file fails in several ways; all end the same for the user
         raise CheckpointError(
-            f"The exported model {folder} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            f"The exported model {folder} cannot be read ({first_line(err, 200)}). "
             f"Its {WEIGHTS} or {META} is truncated or corrupt; export the run again."
         ) from None
     if not isinstance(meta, dict) or meta.get("layout") != LAYOUT or "genkit" not in meta:

@@ -23,7 +23,7 @@ from genkit.commands.options import CHECKPOINT_OPTIONS, check_family_options, ch
 from genkit.commands.report import write_report
 from genkit.console import tracked
 from genkit.data.images import ImageDataModule
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, first_line
 from genkit.metrics.classifier import CLASSIFIER_VERSION, domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
 from genkit.metrics.text_tasks import LABEL_CHOICES, confusion_png, report_table, task_scores
@@ -113,7 +113,7 @@ def _image_scores(cfg: DictConfig, datamodule: ImageDataModule, fake, device: to
         except Exception as err:  # no weights offline, or torch-fidelity missing: say so, never fail
             scores["inception_fid"] = None
             scores["inception_fid_note"] = (
-                f"unavailable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); put torch-fidelity's "
+                f"unavailable ({first_line(err, 160)}); put torch-fidelity's "
                 f"pt_inception-2015-12-05 weights on disk and pass inception_weights=<file>"
             )
             if not labelled:  # nothing else scores the images: say it in so many words

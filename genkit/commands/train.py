@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from genkit.checkpoints.files import LAST, newest_intact, resolve_checkpoint
-from genkit.errors import GenkitError, Interrupted
+from genkit.errors import GenkitError, Interrupted, first_line
 from genkit.runs.lock import GUARD_FILE, lock_run_directory
 from genkit.runs.plots import plot_curves
 from genkit.runs.status import STATUS_FILE, write_status
@@ -103,7 +103,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         status, reason = "stopped", str(err).split(";")[0]
         raise
     except BaseException as err:
-        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}" if str(err) else type(err).__name__
+        reason = first_line(err, 300)
         raise
     finally:
         if main:

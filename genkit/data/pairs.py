@@ -34,7 +34,7 @@ from genkit.data.batching import per_process
 from genkit.data.records import SPLIT_FILES, SUFFIXES, Pairs, normalise, read_rows
 from genkit.data.text import IGNORE_INDEX, write_text
 from genkit.data.tokenizers import KINDS, UNK, BPETokenizer, WordTokenizer, tokenizer_from_json
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, first_line
 from genkit.options import TEXT, Option
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class PairsDataModule(GenkitDataModule):
                       else datasets.load_dataset(self.dataset, self.dataset_config))  # fmt: skip
         except (ConnectionError, FileNotFoundError) as err:
             raise GenkitError(
-                f"data.dataset={self.dataset} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                f"data.dataset={self.dataset} cannot be read ({first_line(err, 200)}); "
                 f"give a local folder (save_to_disk's, or of data files) or a dataset in the Hugging Face cache."
             ) from None
         names = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}

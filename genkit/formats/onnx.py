@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, first_line
 from genkit.formats.base import Exported, FormatUnsupported, write_folder
 from genkit.models.diffusion import Diffusion
 from genkit.models.gan import GAN
@@ -92,9 +92,8 @@ def write_onnx(run: Exported, out: Path) -> Path:
         try:
             export_onnx(net, inputs, names, output, folder / FILE)
         except Exception as err:  # torch.export's failures are long; their first line says what broke
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise GenkitError(
-                f"torch.onnx could not export the {type(net).__name__} network of {run.source} ({first}). "
+                f"torch.onnx could not export the {type(net).__name__} network of {run.source} ({first_line(err)}). "
                 "genkit's own networks export; a network of your own must be traceable by torch.export "
                 "(no data-dependent Python branches)."
             ) from None

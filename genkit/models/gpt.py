@@ -138,7 +138,14 @@ class GPT(GenerativeModel):
                 )
             self.checkpoint_metric = (str(rank_by), rank_mode)
         if init_from:
-            # the weights of a Hugging Face checkpoint (a hub id or a local folder)
+            # the weights of a Hugging Face checkpoint (a hub id or a local folder); a network of the
+            # user's own may not load any (LanguageModelNet.load_pretrained): say so, not a traceback
+            if not callable(getattr(net, "load_pretrained", None)):
+                raise GenkitError(
+                    f"model.init_from={init_from} names pretrained weights, but the network {type(net).__name__} "
+                    f"has no load_pretrained(name_or_path) to load them (LanguageModelNet in genkit/models/gpt.py). "
+                    f"Add one, use model/lm_net@model.net=hf or gpt2, or start from a genkit run of this network."
+                )
             net.load_pretrained(init_from)
         self.net = net
         self.optimizer = _without_nulls(optimizer)

@@ -23,7 +23,7 @@ from genkit.callbacks.progress import progress_bar
 from genkit.checkpoints.files import AtomicCheckpointIO
 from genkit.checkpoints.starting_weights import load_starting_weights, starting_checkpoint
 from genkit.data.base import GenkitDataModule
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, first_line
 from genkit.models.base import GenerativeModel
 from genkit.options import whole_number
 from genkit.runs.csv_logger import RunCSVLogger
@@ -97,7 +97,7 @@ def target_class(cfg: DictConfig, kind: str, base: type) -> type:
         cls = get_class(target)
     except Exception as err:  # ImportError, AttributeError, ValueError: all mean "no such class"
         raise GenkitError(
-            f"{kind}._target_={target} cannot be imported ({type(err).__name__}: {str(err).splitlines()[0][:160]}). "
+            f"{kind}._target_={target} cannot be imported ({first_line(err, 160)}). "
             f"Check the name; a family or data set of your own must be importable (its folder on PYTHONPATH)."
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, base)):

@@ -33,7 +33,7 @@ CASES = [
     (["model=gan", "model.init_from=gpt2"], ["model.init_from", "gpt2"]),
     (["callbacks.early_stopping.patience=0"], ["callbacks.early_stopping.patience=0", "at least 1"]),
     (["logger=nope"], ["unknown logger 'nope'", "csv", "mlflow", "tensorboard", "wandb"]),
-    (["logger=[tensorboard,nope]"], ["logger", "nope"]),
+    (["logger=[tensorboard,nope]"], ["unknown logger", "nope", "Available logger options"]),
     (["trainer.accelerator=mps"], ["trainer.accelerator=mps", "needs an Apple GPU", "trainer=cpu"]),
     (["model=gan", "model.generator.num_classes=10"], ["model.generator.num_classes=10", "model.conditional=true"]),
     (

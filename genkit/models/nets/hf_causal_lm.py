@@ -21,7 +21,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from genkit.checkpoints.hub import pretrained_dir, safetensors_files
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, first_line
 from genkit.models.nets.transformer import sample_next
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class HFCausalLM(nn.Module):
 
             raise GenkitError(
                 f"transformers {transformers.__version__} cannot build a model_type={model_type!r} network "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:160]}). Pick an architecture it provides "
+                f"({first_line(err, 160)}). Pick an architecture it provides "
                 f"(llama, qwen2, mistral, gpt_neox, gpt2, phi3, ...); genkit does not run a repository's own code."
             ) from None
         scaled = [key for key in LOGIT_TRANSFORMS if getattr(hf_config, key, None) not in (None, 1, 1.0)]
@@ -134,7 +134,7 @@ class HFCausalLM(nn.Module):
         except (RuntimeError, ValueError, OSError) as err:
             raise GenkitError(
                 f"The weights of {name_or_path} do not load into the network built from its config "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Leave data.vocab_size and the "
+                f"({first_line(err, 200)}). Leave data.vocab_size and the "
                 f"network's sizes at the checkpoint's own."
             ) from None
         self._set_model(model)

@@ -242,3 +242,12 @@ def test_bf16_training_clips_the_gradients_of_fused_optimizers(tmp_path):
     parts.trainer.fit(parts.model, datamodule=parts.datamodule)
     assert len(seen) == 6 and all(fused for fused, _ in seen)
     assert max(norm for _, norm in seen) <= 0.01 * 1.001
+
+
+def test_a_network_without_load_pretrained_given_init_from_is_one_paragraph():
+    """A network of the user's own that loads no pretrained weights: a GenkitError, not an AttributeError."""
+    from genkit.errors import GenkitError
+    from genkit.models.gpt import GPT
+
+    with pytest.raises(GenkitError, match="has no load_pretrained"):
+        GPT(net=torch.nn.Linear(2, 2), optimizer=torch.optim.AdamW, init_from="some/hub-id")
