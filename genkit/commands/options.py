@@ -123,11 +123,12 @@ def register(command: str, description: str, own: Mapping[str, Option], config_d
     ConfigStore.instance().store(name=f"{command}_options", node=node)
 
 
-def _groups(command: str) -> set[str]:
+@functools.cache
+def _groups(command: str) -> frozenset[str]:
     """The config groups configs/<command>.yaml composes (paths, and data for eval's real=true)."""
     entries = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / f"{command}.yaml").defaults)
     names = {next(iter(d)) if isinstance(d, dict) else d for d in entries}
-    return {g for g in names if not g.startswith(("override ", "_self_")) and g != f"{command}_options"}
+    return frozenset(g for g in names if not g.startswith(("override ", "_self_")) and g != f"{command}_options")
 
 
 def check_options(command: str, cfg: DictConfig, own: Mapping[str, Option]) -> None:
@@ -154,7 +155,8 @@ def check_values(command: str, cfg: DictConfig, own: Mapping[str, Option]) -> No
 
 def family_choices(command: str, cfg: DictConfig, own: Mapping[str, Option]) -> dict[str, Any]:
     """The options in cfg that are not the command's own: the family's (and its data's)."""
-    return {key: value for key, value in cfg.items() if key not in own and key not in _groups(command) | {"hydra"}}
+    not_options = {*own, *_groups(command), "hydra"}
+    return {key: value for key, value in cfg.items() if key not in not_options}
 
 
 def check_family_options(
