@@ -54,11 +54,20 @@ class GenkitDataModule(L.LightningDataModule):
     # ---- training batches, resumable ----------------------------------------------------------
 
     def training_loader(
-        self, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0, shuffle: bool = True
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        shuffle: bool = True,
+        lengths: torch.Tensor | None = None,
     ) -> ResumableLoader:
         """Shuffled batches of `batch_size` (this process's share) that resume mid-epoch; with
-        shuffle=False the items in their order (text streams read side by side)."""
-        self._train_batches = train_batches(self.trainer, len(dataset), batch_size, seed, shuffle=shuffle)
+        shuffle=False the items in their order (text streams read side by side); with lengths,
+        items of similar length batched together (genkit.data.batching.ShuffledBatches)."""
+        self._train_batches = train_batches(
+            self.trainer, len(dataset), batch_size, seed, shuffle=shuffle, lengths=lengths
+        )
         if len(self._train_batches) == 0:
             raise GenkitError(
                 f"data.batch_size={self.batch_size} is more than the {len(dataset)} training examples of {self.name} "

@@ -6,6 +6,8 @@
   further into the gradient-accumulation steps that the trainer builder chose.
 - Training batches follow one fixed permutation per (seed, epoch) and can start mid-epoch, so a
   run resumed from a checkpoint sees exactly the batches it had not seen yet.
+- Records of unequal lengths (data=pairs) can be grouped by length, so a padded batch wastes
+  little: `ShuffledBatches(lengths=...)`.
 """
 
 from collections.abc import Iterator
@@ -45,11 +47,30 @@ class ShuffledBatches(Sampler[list[int]]):
     (Counting what the sampler yielded would be wrong: the loop fetches batches ahead.)
     Every process gets the same number of batches (the permutation is cut to a multiple of the
     world size), as DDP requires.
+
+    lengths (one per item): group items of similar length into a batch, for data padded to each
+    batch's longest item. This process's share of the permutation is cut into windows of
+    GROUP_WINDOW batches, each window sorted by length and cut into batches, and the batches
+    shuffled: batches stay random draws from a window of the data, with little padding.
+    (Hugging Face's LengthGroupedSampler does the same, but cannot start mid-epoch.)
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True):
+    #: batches a window of length grouping spans: a larger window pads less, mixes lengths less
+    GROUP_WINDOW = 50
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        shuffle: bool = True,
+        lengths: torch.Tensor | None = None,
+    ):
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.lengths = rank, world, lengths
         self.epoch = self.done = 0
         # Lightning calls set_epoch on `dataloader.sampler` and `batch_sampler.sampler`, not on a
         # batch sampler itself: point `sampler` here so each epoch gets its own permutation
@@ -76,13 +97,23 @@ class ShuffledBatches(Sampler[list[int]]):
         return (self.n // self.world) // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:  # the items in order (text streams: process r reads streams r, r + world, ...)
-            order = torch.arange(self.n)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        # unshuffled: the items in order (text streams: process r reads streams r, r + world, ...)
+        order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
         share = order[: self.n - self.n % self.world][self.rank :: self.world]
+        batches = share[: len(self) * self.batch_size].view(len(self), self.batch_size)
+        if self.lengths is not None and self.shuffle:
+            batches = self._grouped(batches.flatten(), generator)
         for b in range(self.done, len(self)):
-            yield share[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            yield batches[b].tolist()
+
+    def _grouped(self, share: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The share's items sorted by length within windows of GROUP_WINDOW batches, cut into
+        batches, the batches shuffled (the same for a given seed and epoch, so resumable)."""
+        window = self.GROUP_WINDOW * self.batch_size
+        parts = [part[torch.argsort(self.lengths[part], descending=True, stable=True)] for part in share.split(window)]
+        batches = torch.cat(parts).view(-1, self.batch_size)
+        return batches[torch.randperm(len(batches), generator=generator)]
 
 
 class ResumableLoader(DataLoader):
@@ -123,11 +154,13 @@ def eval_indices(trainer: L.Trainer | None, n: int) -> list[int]:
 
 
 def train_batches(
-    trainer: L.Trainer | None, n: int, batch_size: int, seed: int, shuffle: bool = True
+    trainer: L.Trainer | None,
+    n: int,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    lengths: torch.Tensor | None = None,
 ) -> ShuffledBatches:
     """The training batch sampler of this process."""
-    if trainer is None:
-        return ShuffledBatches(n, batch_size, seed=seed, shuffle=shuffle)
-    return ShuffledBatches(
-        n, batch_size, seed=seed, rank=trainer.global_rank, world=trainer.world_size, shuffle=shuffle
-    )
+    rank, world = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+    return ShuffledBatches(n, batch_size, seed=seed, rank=rank, world=world, shuffle=shuffle, lengths=lengths)

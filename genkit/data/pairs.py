@@ -26,13 +26,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genkit.checkpoints.files import load_checkpoint
 from genkit.checkpoints.hub import pretrained_dir
 from genkit.checkpoints.starting_weights import starting_checkpoint
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import per_process
 from genkit.data.records import SPLIT_FILES, SUFFIXES, Pairs, normalise, read_rows
-from genkit.data.text import IGNORE_INDEX, write_text
+from genkit.data.text import IGNORE_INDEX, starting_tokenizer, write_text
 from genkit.data.tokenizers import KINDS, UNK, BPETokenizer, WordTokenizer, tokenizer_from_json
 from genkit.errors import GenkitError, first_line
 from genkit.options import TEXT, Option
@@ -108,6 +107,7 @@ class PairsDataModule(GenkitDataModule):
         token_unit: str | None = None,
         root: str | None = None,
         long_prompts: str = "error",
+        group_by_length: bool = True,
     ):
         super().__init__()
         if tokenizer not in KINDS:
@@ -135,6 +135,12 @@ class PairsDataModule(GenkitDataModule):
                 f"data.block_size) or cut (keep the end of such prompts, with one warning that counts them)."
             )
         self.long_prompts = long_prompts
+        if not isinstance(group_by_length, bool):
+            raise GenkitError(
+                f"data.group_by_length={group_by_length!r} must be true (batch records of similar length, "
+                f"padding less) or false (batches drawn from the whole shuffled split)."
+            )
+        self.group_by_length = group_by_length
         self.pretrained_tokenizer = pretrained_tokenizer
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.max_device_batch, self.seed = max_device_batch, seed
@@ -226,14 +232,7 @@ class PairsDataModule(GenkitDataModule):
         source = starting_checkpoint(self.pretrained_tokenizer)
         if source is None:
             return BPETokenizer.from_pretrained(pretrained_dir(self.pretrained_tokenizer))
-        # whichever data module saved it (data=text, data=pairs, ...): the state holding a tokenizer
-        states = [s for s in load_checkpoint(source).values() if isinstance(s, Mapping) and "tokenizer" in s]
-        if not states:
-            raise GenkitError(
-                f"{source} carries no tokenizer (it is not a run on text), so the records cannot be encoded as its "
-                f"model expects; start from a GPT run."
-            )
-        return tokenizer_from_json(json.loads(states[0]["tokenizer"]))
+        return starting_tokenizer(source)
 
     def _fit_tokenizer(self, train: list[dict]):
         text = "\n".join(r["prompt"] + self.separator + r["completion"] for r in train)
@@ -343,14 +342,26 @@ class PairsDataModule(GenkitDataModule):
         return self.rows.get(split) or self.rows["val"]
 
     def train_dataloader(self) -> DataLoader:
-        batches = PairBatches(self.rows["train"], self.tokenizer.bos_id)
-        return self.training_loader(batches, per_process(self.trainer, self.batch_size), self.seed, self.num_workers)
+        rows = self.rows["train"]
+        lengths = torch.tensor([len(ids) for _, ids in rows]) if self.group_by_length else None
+        return self.training_loader(
+            PairBatches(rows, self.tokenizer.bos_id),
+            per_process(self.trainer, self.batch_size),
+            self.seed,
+            self.num_workers,
+            lengths=lengths,
+        )
+
+    def _evaluation_batches(self, split: str) -> PairBatches:
+        # shortest first: each batch is padded to its longest row, and the loss is a token-weighted
+        # mean, which the order does not change
+        return PairBatches(sorted(self._split(split), key=lambda row: len(row[1])), self.tokenizer.bos_id)
 
     def val_dataloader(self) -> DataLoader:
-        return self.evaluation_loader(PairBatches(self._split("val"), self.tokenizer.bos_id), self.eval_batch_size)
+        return self.evaluation_loader(self._evaluation_batches("val"), self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self.evaluation_loader(PairBatches(self._split("test"), self.tokenizer.bos_id), self.eval_batch_size)
+        return self.evaluation_loader(self._evaluation_batches("test"), self.eval_batch_size)
 
     # ---- the task: what eval and the validation callback score ------------------------------
 

@@ -173,14 +173,15 @@ def write_text(samples: list[str], path: str | Path) -> Path:
 @lru_cache
 def starting_tokenizer(path: Path):
     """The tokenizer a text run saved in its checkpoint: fine-tuning data is encoded with it, so
-    token ids mean what they meant to the starting model."""
-    state = load_checkpoint(path).get("TextDataModule") or {}
-    if "tokenizer" not in state:
+    token ids mean what they meant to the starting model. Whichever data module saved it
+    (data=text, data=pairs, data=hf_text, ...): the state that holds a tokenizer."""
+    states = [s for s in load_checkpoint(path).values() if isinstance(s, Mapping) and "tokenizer" in s]
+    if not states:
         raise GenkitError(
             f"{path} carries no tokenizer (it is not a run on text), so text cannot be encoded as its model "
             f"expects; start from a GPT run."
         )
-    return tokenizer_from_json(json.loads(state["tokenizer"]))
+    return tokenizer_from_json(json.loads(states[0]["tokenizer"]))
 
 
 class TextDataModule(GenkitDataModule):

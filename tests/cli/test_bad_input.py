@@ -381,6 +381,7 @@ PAIRS_CASES = [
     (["data.path=@dir", "model.rank_by=accuracy"], ["model.rank_by='accuracy'", "val/macro_f1"]),
     (["data.path=@dir", "callbacks.task_scores.max_records=0"], ["max_records=0", "at least 1"]),
     (["data.path=@dir", "data.long_prompts=maybe"], ["data.long_prompts='maybe'", "error", "cut"]),
+    (["data.path=@dir", "data.group_by_length=sometimes"], ["data.group_by_length='sometimes'", "true", "false"]),
 ]
 
 

@@ -142,3 +142,18 @@ def test_a_llama_style_tokenizer_starts_texts_with_its_own_boundary_token(tmp_pa
     tokenizer = BPETokenizer.from_pretrained(tmp_path)
     assert hf.encode("hello world").ids == [1, 2, 3]
     assert tokenizer.bos_id == 1 and tokenizer.encode("hello world") == [2, 3]
+
+
+@pytest.mark.parametrize("module", ["TextDataModule", "PairsDataModule", "HFTextDataModule"])
+def test_text_fine_tuning_reads_the_tokenizer_whichever_data_module_saved_it(tmp_path, module):
+    """data=text started from a pairs (or hf_text) run encodes with that run's tokenizer."""
+    import json
+
+    from genkit.data.text import starting_tokenizer
+
+    tokenizer = WordTokenizer(["<eos>", "the", "cat", "sat"])
+    torch.save({module: {"tokenizer": json.dumps(tokenizer.to_json())}}, tmp_path / "run.ckpt")
+    assert starting_tokenizer(tmp_path / "run.ckpt").encode("the cat sat") == tokenizer.encode("the cat sat")
+    torch.save({"state_dict": {}}, tmp_path / "image.ckpt")
+    with pytest.raises(GenkitError, match="carries no tokenizer"):
+        starting_tokenizer(tmp_path / "image.ckpt")
