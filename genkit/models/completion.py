@@ -80,16 +80,32 @@ def candidate_logprobs(
         cand_mask[k, : len(ids)] = True
     scores = torch.zeros(len(prompts), K)
     for rows in _by_length(prompts, max(1, batch_rows // K)):
-        P = len(prompts[rows[0]])
         p = torch.tensor([list(prompts[i]) for i in rows], dtype=torch.long, device=device)  # (N, P)
         N = len(rows)
         # row n * K + k: prompt n followed by candidate k (its last id is only a target)
-        x = torch.cat([p.repeat_interleave(K, 0), cand.repeat(N, 1)[:, :-1]], dim=1)  # (N*K, P + L - 1)
-        h, _ = net.hidden(x)  # (N*K, P + L - 1, C)
-        h = h[:, P - 1 :]  # the positions that predict candidate tokens: (N*K, L, C)
+        h = _candidate_hidden(net, p, cand[:, :-1], K)  # the positions that predict candidate tokens: (N*K, L, C)
         mask = cand_mask.repeat(N, 1)  # (N*K, L)
         logp = F.log_softmax((h[mask] @ net.lm_head.weight.T).float(), dim=-1)  # (n_targets, V)
         picked = logp.gather(1, cand.repeat(N, 1)[mask][:, None])[:, 0]
         per_row = torch.zeros(N * K, device=device).index_add_(0, mask.nonzero()[:, 0], picked)
         scores[rows] = per_row.view(N, K).cpu()
     return scores
+
+
+def _candidate_hidden(net, prompts: torch.Tensor, candidates: torch.Tensor, K: int) -> torch.Tensor:
+    """(N*K, L, C) hidden states at the positions that predict candidate k's tokens after prompt n
+    (row n*K + k): prompts (N, P), candidates (K, L - 1) without their last id (only a target).
+
+    A network with `repeat_cache` reads each prompt once and the candidates from its cache (a
+    45-label task: ~25 prompt positions plus 45 x 4 label positions a record, instead of
+    45 x 29); any other network reads each prompt with each candidate in full (same numbers)."""
+    N, P = prompts.shape
+    if not hasattr(net, "repeat_cache"):
+        x = torch.cat([prompts.repeat_interleave(K, 0), candidates.repeat(N, 1)], dim=1)  # (N*K, P + L - 1)
+        return net.hidden(x)[0][:, P - 1 :]
+    h_prompt, cache = net.hidden(prompts)
+    first = h_prompt[:, -1:].repeat_interleave(K, 0)  # predicts every candidate's first token
+    if candidates.shape[1] == 0:
+        return first
+    h, _ = net.hidden(candidates.repeat(N, 1), net.repeat_cache(cache, K))
+    return torch.cat([first, h], dim=1)

@@ -82,6 +82,11 @@ class LSTMLanguageModel(nn.Module):
         lstm = sum(p.numel() for p in self.lstm.parameters())
         return 6 * (lstm + self.lm_head.weight.numel())
 
+    def repeat_cache(self, cache: LSTMState, times: int) -> LSTMState:
+        """Each row's state (h, c: (n_layer, B, C)) repeated `times` times (rows n*times ..
+        n*times + times - 1 continue row n), as the transformer's repeat_cache."""
+        return tuple(t.repeat_interleave(times, 1) for t in cache)
+
     def carry(self, cache: LSTMState | None, keep: torch.Tensor | None = None) -> LSTMState | None:
         """The state to read the next window of the same rows from (data.streams=true: truncated
         backpropagation through time, so detached), zero in rows where keep is False (a stream's

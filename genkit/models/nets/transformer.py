@@ -177,6 +177,11 @@ class Transformer(nn.Module):
         n = sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
         return 6 * n + 12 * self.n_layer * self.block_size * self.n_embd
 
+    def repeat_cache(self, cache: KVCache, times: int) -> KVCache:
+        """Each row's keys and values repeated `times` times (rows n*times .. n*times + times - 1
+        continue row n): one prompt read once, then scored with many candidate completions."""
+        return [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in cache]
+
     def carry(self, cache: KVCache | None, keep: torch.Tensor | None = None) -> None:
         """Nothing carries over to the next window: learned positions restart at 0 (data.streams
         only orders the windows for a transformer)."""

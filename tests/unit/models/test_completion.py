@@ -13,13 +13,21 @@ NETS = {
 }
 
 
+class WithoutCache:
+    """A network of the protocol without repeat_cache: every prompt is read with every label."""
+
+    def __init__(self, net):
+        self.net, self.lm_head, self.hidden, self.parameters = net, net.lm_head, net.hidden, net.parameters
+
+
+@pytest.mark.parametrize("labels", [[[8, 0], [9, 10, 0]], [[8], [9]]], ids=["labels of 2-3 ids", "one id each"])
+@pytest.mark.parametrize("cached", [True, False], ids=["prompt read once", "prompt read per label"])
 @pytest.mark.parametrize("kind", NETS)
-def test_label_logprobs_match_one_sequence_at_a_time(kind):
+def test_label_logprobs_match_one_sequence_at_a_time(kind, cached, labels):
     torch.manual_seed(0)
     net = NETS[kind]().eval()
-    prompts = [[0, 3, 4], [0, 5], [0, 6, 7]]
-    labels = [[8, 0], [9, 10, 0]]
-    scores = candidate_logprobs(net, prompts, labels)
+    prompts = [[0, 3, 4], [0, 5], [0, 6, 7], [0, 1, 2]]
+    scores = candidate_logprobs(net if cached else WithoutCache(net), prompts, labels)
     for i, p in enumerate(prompts):
         for k, c in enumerate(labels):
             seq = torch.tensor([p + c])
