@@ -61,3 +61,36 @@ def test_the_plain_gpt_loop_runs_in_bf16_when_asked(tmp_path):
     out = run_script("raw_gpt_loop.py", "--bf16", "--steps", "5", "--out", str(tmp_path), cwd=tmp_path, timeout=300)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["steps"] == 5 and 2.0 < result["val_loss"] < 4.5
+
+
+@needs_shared("wordnet")
+def test_pairs_padding_speed_measures_grouped_batches_padding_less(tmp_path):
+    out = run_script("pairs_padding_speed.py", "--records", "256", "--steps", "2", cwd=tmp_path, timeout=300).stdout
+
+    def padding(row: str) -> float:
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        return float(line.split("% padding")[0].rsplit(" ", 1)[1])
+
+    assert padding("grouped:") < padding("padded:") / 2
+    assert "packed (text windows)" in out
+
+
+def test_task_curve_reads_a_pairs_runs_validations(tmp_path):
+    """scripts/task_curve.py: one row per validation of a real run, minutes counted after --before."""
+    from tests.helpers import cli_in_process
+    from tests.pairs_helpers import tiny_pairs_run
+
+    run = tmp_path / "run"
+    overrides = [o for o in tiny_pairs_run(tmp_path) if not o.startswith("trainer.max_steps")]
+    cli_in_process("train", *overrides, "trainer.max_steps=4", "trainer.val_check_interval=2",
+                   "trainer.check_val_every_n_epoch=null", f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+    before = tmp_path / "before"
+    before.mkdir()
+    (before / "status.json").write_text(json.dumps({"started": 0.0, "ended": 120.0}))
+    png = tmp_path / "curve.png"
+    out = run_script("task_curve.py", str(run), "--before", str(before), "--metric", "val/accuracy",
+                     "--target", "0.5", "--png", str(png), cwd=tmp_path, timeout=120).stdout  # fmt: skip
+    rows = [line.split("|")[1:4] for line in out.splitlines() if line.startswith("| ") and "step" not in line]
+    assert [int(step) for step, _, _ in rows] == [2, 4]
+    assert all(2.0 <= float(minutes) < 5.0 and 0 <= float(value) <= 1 for _, minutes, value in rows)
+    assert png.stat().st_size > 1000
