@@ -193,15 +193,17 @@ def complete_file(model, datamodule, inputs: Path, out: str | None, options: Map
         )
     if not out:
         raise GenkitError(f"inputs={inputs} needs out=<preds.jsonl>: where to write the completions.")
-    records = [
-        {"prompt": datamodule.read(where, row, need_completion=False)[0], "row": row}
-        for where, row in read_rows(inputs)
-    ]
-    for record, (where, _) in zip(records, read_rows(inputs), strict=True):
-        if len(datamodule.encode_prompt(record["prompt"])) >= datamodule.block_size:
+    records = []
+    for where, row in read_rows(inputs):
+        records.append({"prompt": datamodule.read(where, row, need_completion=False)[0], "row": row})
+        # with data.long_prompts=cut the run keeps a long prompt's end (fitted_prompt), as in training
+        if (
+            datamodule.long_prompts != "cut"
+            and len(datamodule.encode_prompt(records[-1]["prompt"])) >= datamodule.block_size
+        ):
             raise GenkitError(
                 f"{where}: its prompt does not fit the model's context of {datamodule.block_size} tokens with room "
-                f"for a completion; shorten it."
+                f"for a completion; shorten it, or train with data.long_prompts=cut to keep the ends of such prompts."
             )
     predictions = predict(model, datamodule, records, choose_labels="generate", options=options)
     path = write_predictions(records, predictions, Path(out))

@@ -34,20 +34,26 @@ def test_label_task_eval_writes_the_report_and_before(tmp_path):
 
 def test_text_task_with_an_lstm_scores_rouge_and_completes_a_file(tmp_path):
     run = tiny_pairs_run(tmp_path, "text")
-    tuned = _train(tmp_path, "lstm", *run, "model/lm_net@model.net=lstm", "model.net.n_embd=32")
+    # long_prompts=cut: a prompt longer than the context is completed from its end, in sampling too
+    tuned = _train(
+        tmp_path, "lstm", *run, "model/lm_net@model.net=lstm", "model.net.n_embd=32", "data.long_prompts=cut"
+    )
     out = cli_in_process("eval", f"ckpt={tuned}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tuned / "eval.json").read_text())
     assert {"test/rouge_l", "test/chrf", "test/exact_match", "test/loss"} <= report.keys()
     assert "test/accuracy" not in report
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text('{"prompt": "cat 1:", "id": 7}\n{"prompt": "dog 2:", "id": 8}\n')
+    long = " ".join(f"cat {i} dog {i}" for i in range(30))
+    prompts.write_text(
+        f'{{"prompt": "cat 1:", "id": 7}}\n{{"prompt": "dog 2:", "id": 8}}\n{{"prompt": "{long}", "id": 9}}\n'
+    )
     preds = tmp_path / "preds.jsonl"
     out = cli_in_process("sample", f"ckpt={tuned}", f"inputs={prompts}", f"out={preds}", "temperature=0",
                          cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
-    assert [r["id"] for r in rows] == [7, 8] and all(isinstance(r["prediction"], str) for r in rows)
+    assert [r["id"] for r in rows] == [7, 8, 9] and all(isinstance(r["prediction"], str) for r in rows)
 
 
 def test_label_task_on_a_hugging_face_network(tmp_path):
