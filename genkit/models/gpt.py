@@ -41,7 +41,9 @@ class LanguageModelNet(Protocol):
     """What the GPT family asks of its network (a transformer, an LSTM, or one of your own).
 
     `cache` is whatever the network carries from one call to the next (a transformer's keys and
-    values, an LSTM's state); None starts afresh."""
+    values, an LSTM's state); None starts afresh. Optional, and so not a member here:
+    `repeat_cache(cache, times)`, each row's cache repeated `times` times, with which label
+    scoring reads each prompt once instead of once per label (genkit.models.completion)."""
 
     wte: nn.Embedding  # the input embedding (Hugging Face GPT-2 weights load into it)
     lm_head: nn.Linear  # the output layer, no bias: the loss reads its weight
