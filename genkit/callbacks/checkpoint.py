@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from genkit.checkpoints.provenance import data_stamp
+from genkit.data.base import file_keys_of
 
 # exceptions that stop a healthy run: its state is worth saving (unlike a NaN or a crash)
 INTERRUPTIONS = (SIGTERMException, KeyboardInterrupt)
@@ -82,7 +83,8 @@ class ConfigInCheckpoint(L.Callback):
         self.config = OmegaConf.to_container(cfg, resolve=True)
         # this machine's signature of the data paths, so that sample and eval read them again only
         # from checkpoints written here (genkit.checkpoints.provenance)
-        self.data_stamp = data_stamp(self.config.get("data") or {})
+        data = self.config.get("data") or {}
+        self.data_stamp = data_stamp(data, file_keys_of(data))
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]):
         from genkit import __version__

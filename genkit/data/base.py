@@ -20,6 +20,10 @@ A data set is one LightningDataModule subclass of `GenkitDataModule` plus one co
 - `throughput_unit` and `items_per_sample`: what `genkit bench` counts per second.
 - `task_records(split)`: prompt -> completion records that eval scores as a task (exact match,
   a classification report or ROUGE-L); empty for data that is not a task.
+- `file_keys`: the config keys whose values name the user's own files or data sets. A checkpoint
+  carries its data config; genkit reads what these keys name only when this machine's `genkit
+  train` signed them (genkit.checkpoints.provenance), so every key that can name a file of the
+  user's must be listed here (tests/unit/data/test_file_keys.py walks every data module).
 """
 
 from collections.abc import Mapping
@@ -28,6 +32,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from hydra.utils import get_class
 from torch.utils.data import DataLoader, Dataset
 
 from genkit.data.batching import ResumableLoader, ShuffledBatches, eval_indices, keep_batch, per_process, train_batches
@@ -46,6 +51,10 @@ class GenkitDataModule(L.LightningDataModule):
     input_options: ClassVar[dict[str, dict[str, Option]]] = {}
     #: why a model that does not ask for an input ignores its options (for the error message)
     input_help: ClassVar[dict[str, str]] = {}
+    #: the config keys that name the user's files or data sets (a path, a split -> file mapping, a
+    #: Hugging Face dataset): signed when stored in a checkpoint, else never read from one. The
+    #: first is the one `data_path=` replaces (the others are then cleared).
+    file_keys: ClassVar[tuple[str, ...]] = ("path",)
 
     name: str
     batch_size: int
@@ -139,6 +148,19 @@ class GenkitDataModule(L.LightningDataModule):
 
     def reference_data(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} gives no data to hand-written loops")
+
+
+def file_keys_of(data_cfg: Any) -> tuple[str, ...]:
+    """The file-naming keys of the data module a data config builds (`file_keys`); a module that
+    is not a GenkitDataModule has the contract's default. Call it only on a config whose targets
+    are trusted (genkit.checkpoints.trust): it imports the module."""
+    target = data_cfg.get("_target_") if hasattr(data_cfg, "get") else None
+    try:
+        cls = get_class(target) if isinstance(target, str) else None
+    except Exception:  # not importable: building it fails later with its own message
+        cls = None
+    keys = cls.file_keys if isinstance(cls, type) and issubclass(cls, GenkitDataModule) else GenkitDataModule.file_keys
+    return tuple(keys)
 
 
 def with_suffix(path: str | Path, suffix: str) -> Path:

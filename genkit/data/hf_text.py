@@ -45,6 +45,10 @@ class HFTextDataModule(TextDataModule):
     Every other option is TextDataModule's; `fractions` cut train when there is no validation split.
     """
 
+    # a Hub name is signed like a folder: whether `dataset` names a folder of the user's is only
+    # known by looking, and a stranger's checkpoint must not make genkit look
+    file_keys = ("dataset", "data_files")
+
     def __init__(
         self,
         dataset: str,

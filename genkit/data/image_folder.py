@@ -222,6 +222,8 @@ class ImageFolderDataModule(ImageDataModule):
     composed); here they only name the labels, which follow the sorted sub-folders. Nothing is read
     from the folder until prepare_data / setup, so a checkpoint samples without it."""
 
+    file_keys = ("path",)
+
     def __init__(
         self,
         path: str,

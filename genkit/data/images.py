@@ -81,6 +81,8 @@ class ImageDataModule(GenkitDataModule):
     """
 
     modality = "images"
+    # a built-in set's files live under the data root, named by genkit's own config
+    file_keys = ()
     input_options = {
         "images": {},
         "image_labels": {},

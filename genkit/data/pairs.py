@@ -81,6 +81,7 @@ class PairsDataModule(GenkitDataModule):
     throughput_unit = "tokens"
     sample_suffix = ".txt"
     input_options = {"prompt_ids": {"prompt": Option("", "the prompt to complete", TEXT, shown='prompt="..."')}}
+    file_keys = ("path", "files", "dataset")
 
     def __init__(
         self,

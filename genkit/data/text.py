@@ -197,6 +197,9 @@ class TextDataModule(GenkitDataModule):
     throughput_unit = "tokens"
     sample_suffix = ".txt"
     input_options = {"prompt_ids": {"prompt": Option("", "the text to continue", TEXT, shown='prompt="..."')}}
+    # `files` and `mirrors` are a built-in data set's, under the data root (genkit's own config
+    # replaces them on restore); `path` is the user's
+    file_keys = ("path",)
 
     def __init__(
         self,

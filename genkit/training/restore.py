@@ -11,8 +11,13 @@ from omegaconf import DictConfig, open_dict
 from genkit.checkpoints.files import config_of, load_checkpoint
 from genkit.checkpoints.provenance import data_paths_to_use
 from genkit.checkpoints.trust import check_config, shipped_data_config
+from genkit.data.base import file_keys_of
 from genkit.models.base import GenerativeModel
 from genkit.training.build import build_datamodule, build_model
+
+# data config keys that name this machine's folders or a starting run, cleared when a checkpoint is
+# rebuilt (tests/unit/data/test_file_keys.py counts them as handled)
+RESET_ON_RESTORE = ("cache_dir", "pretrained_tokenizer")
 
 
 class LoadedRun(NamedTuple):
@@ -39,14 +44,18 @@ def load_model(
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
     check_config(run_cfg, f"The config of checkpoint {path}", trusted_targets)
-    paths = data_paths_to_use(run_cfg.data, checkpoint, path, data_path, reads_data)
+    # a built-in data set's folder holds only its official files: genkit's list and checksums
+    shipped = shipped_data_config(run_cfg.data.get("folder") or run_cfg.data.get("name"))
+    keys = file_keys_of(run_cfg.data)  # after check_config: it imports the data module
+    paths = data_paths_to_use(run_cfg.data, checkpoint, path, data_path, reads_data, keys, shipped)
     with open_dict(run_cfg):
         run_cfg.data.update(paths)
         run_cfg.data.root = data_root
-        if "cache_dir" in run_cfg.data:
-            run_cfg.data.cache_dir = None
-        # a built-in data set's folder holds only its official files: genkit's list and checksums
-        shipped = shipped_data_config(run_cfg.data.get("folder") or run_cfg.data.get("name"))
+        # the machine's own caches, and the tokenizer of the run it started from (the checkpoint
+        # holds its own): never where a checkpoint says
+        for key in RESET_ON_RESTORE:
+            if key in run_cfg.data:
+                run_cfg.data[key] = None
         if shipped is not None and shipped.get("files"):  # data=pairs has a files key, null unless the user's
             run_cfg.data.files, run_cfg.data.mirrors = shipped.files, shipped.mirrors
         if run_cfg.model.get("init_from"):
