@@ -19,7 +19,10 @@ Layouts, and where labels and splits come from:
 
 Validation: data.val_size images of the training ones (a fraction such as 0.05, at least one
 image, or a count), drawn with the fixed data.split_seed. Without a test/ folder, the test split is
-the validation split. Files that cannot be decoded are left out with one warning line.
+the validation split. Files that cannot be decoded are left out with one warning line, and so are
+pictures of more than data.max_pixels pixels: their size is read from the file's header before
+anything is decoded (picture_size), so a decompression bomb (a small PNG of 40000 x 40000 pixels)
+never reaches the decoders.
 """
 
 import hashlib
@@ -46,7 +49,10 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # bump when what is cached (or how images are resized) changes, so old caches are not reused
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# the default data.max_pixels: Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS),
+# about 89.5 M pixels, a quarter of a GiB of RGBA
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 # folders with more files than this show their decoding progress
 PROGRESS_FROM = 1000
 
@@ -163,6 +169,66 @@ def list_images(folder: Path) -> Listing:
 
 # ---- decoding ------------------------------------------------------------------------------------
 
+# JPEG's start-of-frame markers, which carry the picture's size (C4, C8 and CC are other segments)
+_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    f.seek(2)  # after the start-of-image marker: segments, each FF <marker> <length> <data>
+    while True:
+        byte = f.read(1)
+        if byte != b"\xff":
+            return None
+        while byte == b"\xff":  # fill bytes
+            byte = f.read(1)
+        if not byte or byte[0] in (0xD9, 0xDA):  # the end, or the scan data, before any frame
+            return None
+        if 0xD0 <= byte[0] <= 0xD8 or byte[0] == 0x01:  # markers without a length
+            continue
+        length = f.read(2)
+        if len(length) < 2:
+            return None
+        if byte[0] in _JPEG_FRAMES:
+            frame = f.read(5)  # precision, height, width
+            return (int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")) if len(frame) == 5 else None
+        f.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk, data = head[12:16], head[20:30]  # the first chunk of the RIFF container and its start
+    if chunk == b"VP8X" and len(data) == 10:  # extended: the canvas, 24 bits each, minus one
+        return 1 + int.from_bytes(data[4:7], "little"), 1 + int.from_bytes(data[7:10], "little")
+    if chunk == b"VP8L" and len(data) >= 5 and data[0] == 0x2F:  # lossless: 14 bits each, minus one
+        bits = int.from_bytes(data[1:5], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 " and len(data) == 10 and data[3:6] == b"\x9d\x01\x2a":  # lossy: 14 bits each
+        return int.from_bytes(data[6:8], "little") & 0x3FFF, int.from_bytes(data[8:10], "little") & 0x3FFF
+    return None
+
+
+def picture_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a PNG, JPEG or WebP file from its header alone (a few bytes, nothing
+    decoded), else from Pillow's header reading; None when neither can tell."""
+    with open(path, "rb") as f:
+        head = f.read(30)
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if head.startswith(b"\xff\xd8"):
+            size = _jpeg_size(f)
+        elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            size = _webp_size(head)
+        else:
+            size = None
+    if size is not None:
+        return size
+    from PIL import Image
+
+    try:  # another format under a picture's name (a GIF called .png): Pillow reads its header only
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # Pillow cannot tell either (or refuses it as a bomb itself): left out
+        return None
+
 
 def _pillow_rgb(path: Path) -> torch.Tensor:
     from PIL import Image, ImageOps
@@ -185,30 +251,40 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     return F.rgb_to_grayscale(image) if channels == 1 else image.contiguous()
 
 
-def _read_or_none(path: Path, channels: int, size: int) -> torch.Tensor | None:
+def _read_or_why(path: Path, channels: int, size: int, max_pixels: int) -> torch.Tensor | str:
+    """The picture, or why it is left out: its header's size is checked before it is decoded."""
     try:
+        dims = picture_size(path)
+        if dims is None:
+            return "unreadable"
+        if dims[0] * dims[1] > max_pixels:
+            return f"{dims[0]} x {dims[1]} pixels, over data.max_pixels={max_pixels}"
         return read_image(path, channels, size)
-    except Exception:  # corrupt, truncated, or not an image at all: left out, counted by the caller
-        return None
+    except Exception:  # corrupt, truncated, or not an image at all: left out, named by the caller
+        return "unreadable"
 
 
-def decode_folder(folder: Path, listing: Listing, channels: int, size: int) -> dict:
-    """The listed images decoded, in threads (the decoders release the GIL)."""
+def decode_folder(folder: Path, listing: Listing, channels: int, size: int, max_pixels: int = MAX_PIXELS) -> dict:
+    """The listed images decoded, in threads (the decoders release the GIL); `left_out` names
+    the files that were not, and why."""
     paths = [folder / rel for rel in listing.files]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = pool.map(_read_or_none, paths, [channels] * len(paths), [size] * len(paths))
+        images = pool.map(_read_or_why, paths, *([value] * len(paths) for value in (channels, size, max_pixels)))
         if len(paths) > PROGRESS_FROM:
             from genkit.console import tracked
 
             images = tracked(images, len(paths), f"decoding the images of {folder}:")
         images = list(images)
-    good = [i for i, image in enumerate(images) if image is not None]
+    good = [i for i, image in enumerate(images) if not isinstance(image, str)]
     empty = torch.empty(0, channels, size, size, dtype=torch.uint8)
+    # too big first: of the files left out, those are the ones a user would not expect
+    why = sorted(((rel, image) for rel, image in zip(listing.files, images, strict=True) if isinstance(image, str)),
+                 key=lambda left: left[1] == "unreadable")  # fmt: skip
     return {
         "images": torch.stack([images[i] for i in good]) if good else empty,  # (N, C, S, S)
         "labels": torch.tensor([listing.labels[i] for i in good], dtype=torch.long),
         "test": torch.tensor([listing.test[i] for i in good], dtype=torch.bool),
-        "unreadable": [rel for rel, image in zip(listing.files, images, strict=True) if image is None],
+        "left_out": why,
     }
 
 
@@ -243,6 +319,7 @@ class ImageFolderDataModule(ImageDataModule):
         cache_dir: str | None = None,
         root: str | None = None,
         classifier_epochs: int = 4,
+        max_pixels: int = MAX_PIXELS,
     ):
         if channels not in (1, 3):
             raise GenkitError(
@@ -260,13 +337,19 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.val_size={val_size} must be a fraction of the images between 0 and 1 (e.g. 0.05), or a "
                 f"number of images of at least 1."
             )
+        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+            raise GenkitError(
+                f"data.max_pixels={max_pixels!r} must be a whole number of pixels of at least 1: pictures with more "
+                f"(width x height, read from the file's header) are left out before they are decoded. The default, "
+                f"{MAX_PIXELS}, is Pillow's decompression-bomb limit; e.g. data.max_pixels=200000000 for large scans."
+            )
         super().__init__(
             name=name, files={}, mirrors=[], root=root, val_size=0, split_seed=split_seed, seed=seed,
             batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             max_device_batch=max_device_batch, on_device=on_device, channels=channels, image_size=image_size,
             num_classes=num_classes, class_names=class_names, classifier_epochs=classifier_epochs,
         )  # fmt: skip
-        self.path, self.val_share = Path(path).expanduser(), val_size
+        self.path, self.val_share, self.max_pixels = Path(path).expanduser(), val_size, max_pixels
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "image_folders"
         self._decoded: dict | None = None
         self._cache: Path | None = None
@@ -277,7 +360,7 @@ class ImageFolderDataModule(ImageDataModule):
         for rel in listing.files:
             stat = os.stat(self.path / rel)
             files.append((rel, stat.st_size, stat.st_mtime_ns))
-        key = json.dumps([CACHE_VERSION, self.channels, self.image_size, files])
+        key = json.dumps([CACHE_VERSION, self.channels, self.image_size, self.max_pixels, files])
         stem = re.sub(r"[^\w.-]", "_", self.path.resolve().name)
         return self.cache_root / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
 
@@ -300,18 +383,20 @@ class ImageFolderDataModule(ImageDataModule):
         decoded = self._load_cache()
         if decoded is None:
             start = time.perf_counter()
-            decoded = decode_folder(folder, listing, self.channels, self.image_size)
+            decoded = decode_folder(folder, listing, self.channels, self.image_size, self.max_pixels)
             log.info("Decoded %d pictures of %s in %.1f s", len(decoded["labels"]), folder, time.perf_counter() - start)
             self._save_cache(decoded)
-        left_out = [(rel, "unreadable") for rel in decoded["unreadable"]] + listing.left_out
+        left_out = [*decoded["left_out"], *listing.left_out]
         if left_out:
             named = ", ".join(f"{rel} ({why})" for rel, why in left_out[:3])
             more = f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
             log.warning("Left out %d of the files under %s: %s%s.", len(left_out), folder, named, more)
         if len(decoded["labels"]) == 0:
+            rel, why = decoded["left_out"][0]
             raise GenkitError(
                 f"None of the {len(listing.files)} picture files under {self.path} could be decoded (e.g. "
-                f"{listing.files[0]}); they are damaged, or not the images their names say."
+                f"{rel}: {why}); they are damaged, not the images their names say, or larger than "
+                f"data.max_pixels={self.max_pixels} allows (raise it if they are real pictures)."
             )
         self._decoded = decoded
         return decoded

@@ -30,7 +30,7 @@ from genkit.checkpoints.hub import pretrained_dir
 from genkit.checkpoints.starting_weights import starting_checkpoint
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import per_process
-from genkit.data.records import SPLIT_FILES, SUFFIXES, Pairs, normalise, read_rows
+from genkit.data.records import MAX_RECORD_BYTES, SPLIT_FILES, SUFFIXES, Pairs, normalise, read_rows
 from genkit.data.text import IGNORE_INDEX, starting_tokenizer, write_text
 from genkit.data.tokenizers import KINDS, UNK, BPETokenizer, WordTokenizer, tokenizer_from_json
 from genkit.errors import GenkitError, first_line
@@ -109,6 +109,7 @@ class PairsDataModule(GenkitDataModule):
         root: str | None = None,
         long_prompts: str = "error",
         group_by_length: bool = True,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ):
         super().__init__()
         if tokenizer not in KINDS:
@@ -142,6 +143,13 @@ class PairsDataModule(GenkitDataModule):
                 f"padding less) or false (batches drawn from the whole shuffled split)."
             )
         self.group_by_length = group_by_length
+        if not isinstance(max_record_bytes, int) or isinstance(max_record_bytes, bool) or max_record_bytes < 1:
+            raise GenkitError(
+                f"data.max_record_bytes={max_record_bytes!r} must be a whole number of bytes of at least 1: the "
+                f"longest line of JSON Lines or CSV that is read (default {MAX_RECORD_BYTES}, 16 MiB), e.g. "
+                f"data.max_record_bytes=67108864 for 64 MiB."
+            )
+        self.max_record_bytes = max_record_bytes
         self.pretrained_tokenizer = pretrained_tokenizer
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.max_device_batch, self.seed = max_device_batch, seed
@@ -208,7 +216,7 @@ class PairsDataModule(GenkitDataModule):
         if self.dataset:
             rows = self._hf_rows()
         else:
-            rows = {split: read_rows(file) for split, file in self._split_files().items()}
+            rows = {split: read_rows(file, self.max_record_bytes) for split, file in self._split_files().items()}
         if "all" in rows:
             rows = {"train": rows.pop("all")}
         if "val" not in rows:  # cut from train in record order, as data=text cuts a file

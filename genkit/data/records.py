@@ -2,11 +2,16 @@
 written back with predictions beside them (genkit.data.pairs trains on them; `genkit sample
 inputs=` completes them). A chat record's `messages` become a prompt and a completion through one
 documented template (CHAT_TURN).
+
+Files are read as UTF-8 (a leading byte-order mark is skipped). A line of JSON Lines or CSV is
+read with a bounded readline: one longer than max_record_bytes is refused by its number without
+being held whole. A prompt or completion must be text: null, a number, a list or an object is
+refused by its file, line (or row) and field rather than trained on as its Python repr.
 """
 
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +23,38 @@ SPLIT_FILES = {"train": ("train",), "val": ("val", "validation"), "test": ("test
 # the chat template: each message as "<role>: <content>" on its own line, the prompt ending with
 # "assistant:" and the last assistant message as the completion (after one space)
 CHAT_TURN = "{role}: {content}\n"
+# the default data.max_record_bytes: the longest line of JSON Lines or CSV, far above any real record
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
 def normalise(text: str) -> str:
     """Whitespace collapsed to single spaces and trimmed: how completions are compared."""
     return " ".join(str(text).split())
+
+
+def text_field(where: str, key: str, value: Any) -> str:
+    """A prompt's or completion's value, which must be text: anything else is refused naming the
+    record (file and line or row) and the field, with how to write it as text."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        short = " (a CSV line with fewer fields than the header row)" if ".csv line " in where else ""
+        raise GenkitError(f"{where}: the {key!r} field is null{short}, not text; fill it in or leave the record out.")
+    kinds = {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    kind = next((name for cls, name in kinds.items() if isinstance(value, cls)), type(value).__name__)
+    shown = json.dumps(value, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    if isinstance(value, (bool, int, float)):
+        fix = (f"write it as a string (in JSON Lines in quotes, e.g. {json.dumps(key)}: {json.dumps(shown)}; in "
+               f"Parquet or a Hugging Face dataset, a string column)")  # fmt: skip
+    elif isinstance(value, list):
+        fix = "give it as one string (join the list's items)"
+    else:
+        fix = "give the text itself as a string there, not an object holding it"
+    raise GenkitError(
+        f"{where}: the {key!r} field is {kind} ({shown}), not text, and genkit trains on text only: {fix}, or name "
+        f"the field that holds the text with data.prompt_key / data.completion_key."
+    )
 
 
 def chat_pair(messages: Any, where: str) -> tuple[str, str]:
@@ -35,41 +67,95 @@ def chat_pair(messages: Any, where: str) -> tuple[str, str]:
             f"{where}: `messages` must be a list of {{role, content}} objects ending with the assistant's reply, "
             f"which is the completion to learn."
         )
-    prompt = "".join(CHAT_TURN.format(role=m["role"], content=m["content"]) for m in messages[:-1])
-    return prompt + "assistant:", " " + str(messages[-1]["content"])
+    turns = [(text_field(where, f"messages[{i}].role", m["role"]),
+              text_field(where, f"messages[{i}].content", m["content"])) for i, m in enumerate(messages)]  # fmt: skip
+    prompt = "".join(CHAT_TURN.format(role=role, content=content) for role, content in turns[:-1])
+    return prompt + "assistant:", " " + turns[-1][1]
 
 
-def _json_lines(path: Path) -> list[tuple[str, Any]]:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except ValueError as err:
-            raise GenkitError(f"{path} is not valid JSON ({err}); give a JSON list or JSON Lines.") from None
-        return [(f"{path} record {i + 1}", row) for i, row in enumerate(rows)]
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((f"{path} line {number}", json.loads(line)))
-        except ValueError:
+def _lines(f, path: Path, max_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(number, line) of a file opened in binary, each read with readline(max_bytes + 1): a line
+    longer than max_bytes (with its line end) is refused before the rest of it is read."""
+    number = 0
+    while line := f.readline(max_bytes + 1):
+        number += 1
+        if len(line) > max_bytes:
             raise GenkitError(
-                f"{path} line {number} is not JSON ({line[:60]!r}): data=pairs reads JSON Lines (one object a line, "
-                f".jsonl), CSV (.csv with a header row) or Parquet (.parquet)."
-            ) from None
+                f"{path} line {number} is longer than data.max_record_bytes={max_bytes} bytes (it was not read "
+                f"further): a record that long is not text to train on. Leave it out of the file, or raise "
+                f"data.max_record_bytes if such records are real."
+            )
+        yield number, line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line  # a UTF-8 byte-order mark
+
+
+def _decoded_lines(f, path: Path, max_bytes: int) -> Iterator[str]:
+    for _, line in _lines(f, path, max_bytes):
+        yield line.decode("utf-8", errors="replace")
+
+
+def _json_array(f, path: Path) -> list[tuple[str, Any]]:
+    try:
+        rows = json.loads(f.read().decode("utf-8-sig", errors="replace"))
+    except ValueError as err:
+        raise GenkitError(f"{path} is not valid JSON ({err}); give a JSON list or JSON Lines.") from None
+    return [(f"{path} record {i + 1}", row) for i, row in enumerate(rows)]
+
+
+def _is_json_array(f, path: Path) -> bool:
+    """Whether a .json file holds one JSON list (read whole) rather than JSON Lines."""
+    if path.suffix != ".json":
+        return False
+    head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    while not head and (more := f.read(4096)):
+        head = more.lstrip()
+    f.seek(0)
+    return head.startswith(b"[")
+
+
+def _json_lines(path: Path, max_bytes: int) -> list[tuple[str, Any]]:
+    with path.open("rb") as f:
+        if _is_json_array(f, path):
+            return _json_array(f, path)
+        rows = []
+        for number, raw in _lines(f, path, max_bytes):
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path} line {number}", json.loads(line)))
+            except ValueError:
+                raise GenkitError(
+                    f"{path} line {number} is not JSON ({line[:60]!r}): data=pairs reads JSON Lines (one object a "
+                    f"line, .jsonl), CSV (.csv with a header row) or Parquet (.parquet)."
+                ) from None
     return rows
 
 
-def read_rows(path: Path) -> list[tuple[str, Any]]:
+def _csv_rows(path: Path, max_bytes: int) -> list[tuple[str, Any]]:
+    limit = csv.field_size_limit()
+    # a field may be as long as a record may (csv's own limit, 128 KiB, is process-wide: restored after)
+    csv.field_size_limit(max(limit, max_bytes))
+    try:
+        with path.open("rb") as f:
+            reader = csv.DictReader(_decoded_lines(f, path, max_bytes))
+            return [(f"{path} line {reader.line_num}", row) for row in reader]
+    except csv.Error as err:
+        raise GenkitError(
+            f"{path} line {reader.line_num} is not CSV ({err}); give a header row and one record a line, quoting "
+            f"fields that hold commas, quotes or line ends."
+        ) from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def read_rows(path: Path, max_bytes: int = MAX_RECORD_BYTES) -> list[tuple[str, Any]]:
     """(where, row) for each record of a JSON Lines, JSON, CSV or Parquet file; `where` names the
-    file and line for error messages."""
+    file and line for error messages. A line of JSON Lines or CSV longer than max_bytes is refused
+    (see the module's docstring)."""
     if not path.is_file():
         raise GenkitError(f"{path} does not exist; give a .jsonl, .csv or .parquet file of records.")
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8", errors="replace") as f:
-            reader = csv.DictReader(f)
-            return [(f"{path} line {reader.line_num}", row) for row in reader]
+        return _csv_rows(path, max_bytes)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # here: only Parquet data needs it
 
@@ -78,7 +164,7 @@ def read_rows(path: Path) -> list[tuple[str, Any]]:
         except Exception as err:  # pyarrow's own error types: whatever they are, the file is not Parquet
             raise GenkitError(f"{path} is not a Parquet file ({type(err).__name__}: {err}).") from None
         return [(f"{path} row {i + 1}", row) for i, row in enumerate(rows)]
-    return _json_lines(path)
+    return _json_lines(path, max_bytes)
 
 
 class Pairs:
@@ -99,13 +185,16 @@ class Pairs:
                 f"{', '.join(map(str, row)) or 'none'}); name the prompt and completion fields with "
                 f"data.prompt_key=<field> data.completion_key=<field>, or give chat records with `messages`."
             )
-        completion = row.get(self.completion_key)
-        if need_completion and (completion is None or not str(completion).strip()):
+        prompt = text_field(where, self.prompt_key, row[self.prompt_key])
+        if not need_completion:  # a prompt to complete: a completion beside it is not read
+            return prompt, None
+        completion = text_field(where, self.completion_key, row[self.completion_key])
+        if not completion.strip():
             raise GenkitError(
                 f"{where} has an empty completion ({self.completion_key}={completion!r}): there is nothing to learn "
                 f"from it; fill it in or leave the record out."
             )
-        return str(row[self.prompt_key]), None if completion is None else str(completion)
+        return prompt, completion
 
 
 def write_predictions(records: list[dict], predictions: list[str], path: Path) -> Path:

@@ -217,3 +217,71 @@ def test_pillow_reads_what_torchvision_refuses(tmp_path, monkeypatch):
     monkeypatch.setattr(image_folder, "decode_image", refuse)
     through_pillow = image_folder.read_image(tmp_path / "a.png", 3, 16)
     assert through_pillow.shape == (3, 16, 16) and (through_pillow.int() - expected.int()).abs().max() <= 2
+
+
+def bomb_png(path: Path, side: int = 10_000) -> Path:
+    """A valid 1-bit grey PNG of side x side pixels, all black: 100 M pixels (over Pillow's limit)
+    in a file of a few KB, written row by row without ever holding the picture."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), bytes(1 + (side + 7) // 8)  # filter byte, then 1 bit a pixel
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("name,options", [("a.png", {}), ("b.jpg", {}), ("c.jpg", {"progressive": True}),
+                                          ("d.webp", {}), ("e.webp", {"lossless": True}), ("f.webp", {"alpha": 1}),
+                                          ("g.gif", {})])  # fmt: skip
+def test_picture_size_is_read_from_the_header(tmp_path, monkeypatch, name, options):
+    rng = np.random.default_rng(0)
+    channels = 4 if options.pop("alpha", 0) else 3  # a WebP with alpha is an extended (VP8X) one
+    Image.fromarray(rng.integers(0, 256, (37, 53, channels), dtype=np.uint8)).save(tmp_path / name, **options)
+    if not name.endswith(".gif"):  # PNG, JPEG and WebP headers are read without Pillow
+        monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("Pillow opened a PNG, JPEG or WebP"))
+    assert image_folder.picture_size(tmp_path / name) == (53, 37)
+    assert bomb_png(tmp_path / "bomb.png").stat().st_size < 50_000
+    assert image_folder.picture_size(tmp_path / "bomb.png") == (10_000, 10_000)
+
+
+def test_a_decompression_bomb_is_left_out_before_decoding_and_training_runs(tmp_path, monkeypatch):
+    folder = tmp_path / "shapes"
+    make_image_folder.write_image_folder(folder, n=24, size=32, classes=3)
+    bomb_png(folder / "red_circle" / "huge.png")
+    decoded, read_image = [], image_folder.read_image
+
+    def recorded(path, *args):
+        decoded.append(Path(path).name)
+        return read_image(path, *args)
+
+    monkeypatch.setattr(image_folder, "read_image", recorded)
+    out = cli_in_process(
+        "train", "model=gan", "data=image_folder", f"data.path={folder}", f"data.cache_dir={tmp_path / 'cache'}",
+        "data.image_size=32", *TINY_IMAGE_RUN, "data.val_size=4", "trainer.max_steps=1",
+        f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(decoded) == 24 and "huge.png" not in decoded  # its header was enough
+    log = (tmp_path / "run" / "genkit.log").read_text()  # what the terminal showed too
+    warnings = [line for line in log.splitlines() if "Left out" in line]
+    assert len(warnings) == 1 and "Left out 1 of the files" in warnings[0], warnings
+    assert "red_circle/huge.png (10000 x 10000 pixels, over data.max_pixels=89478485)" in warnings[0]
+
+
+def test_max_pixels_leaves_out_larger_pictures_and_keys_the_cache(tmp_path, caplog):
+    folder = mixed_folder(tmp_path / "shapes")
+    _, everything = datamodule(tmp_path, folder, "data.val_size=4")
+    with caplog.at_level(logging.WARNING, logger="genkit.data.image_folder"):
+        _, small = datamodule(tmp_path, folder, "data.val_size=4", "data.max_pixels=5000")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # 6 pictures of 130 x 90 = 11,700 pixels; 64 x 64, 80 x 48, 40 x 100, 20 x 20 and the 70 x 50 JPEG fit
+    assert len(warnings) == 1 and "Left out 6" in warnings[0], warnings
+    assert "(130 x 90 pixels, over data.max_pixels=5000)" in warnings[0]
+    assert len(everything.train_set) + len(everything.val_set) == 31
+    assert len(small.train_set) + len(small.val_set) == 25
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # the limit is part of the cache's key

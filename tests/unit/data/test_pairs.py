@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genkit.data.pairs import PairBatches, PairsDataModule
-from genkit.data.records import chat_pair
+from genkit.data.records import chat_pair, read_rows
 from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
 from genkit.models.linear_cross_entropy import linear_cross_entropy
@@ -130,3 +130,100 @@ def test_a_hugging_face_dataset_folder(tmp_path):
     dm = _module(tmp_path, dataset=str(tmp_path / "hf"), prompt_key="q", completion_key="a")
     assert [len(dm.records[s]) for s in ("train", "val", "test")] == [20, 2, 2]
     assert dm.labels == ["answer 0", "answer 1", "answer 2", "answer 3"]
+
+
+def _jsonl(folder, records, name="train.jsonl"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+GOOD = [{"prompt": f"item {i}", "completion": "yes" if i % 2 else "no"} for i in range(20)]
+
+
+# (the third record, words the message must hold)
+NOT_TEXT = [
+    ({"prompt": None, "completion": "yes"}, ["line 3: the 'prompt' field is null", "fill it in"]),
+    ({"prompt": "x", "completion": 3}, ["line 3: the 'completion' field is a number (3)", '"completion": "3"']),
+    ({"prompt": "x", "completion": 2.5}, ["the 'completion' field is a number (2.5)"]),
+    ({"prompt": "x", "completion": True}, ["the 'completion' field is true/false (true)"]),
+    ({"prompt": ["a", "b"], "completion": "yes"},
+     ["the 'prompt' field is a list ([\"a\", \"b\"])", "join the list's items"]),
+    ({"prompt": "x", "completion": {"label": "yes"}},
+     ["the 'completion' field is an object ({\"label\": \"yes\"})", "not an object holding it"]),
+    ({"messages": [{"role": "user", "content": 7}, {"role": "assistant", "content": "hi"}]},
+     ["line 3: the 'messages[0].content' field is a number (7)"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("record,words", NOT_TEXT, ids=[json.dumps(c[0]) for c in NOT_TEXT])
+def test_a_prompt_or_completion_that_is_not_text_is_refused_by_line_and_field(tmp_path, record, words):
+    folder = _jsonl(tmp_path / "d", [*GOOD[:2], record, *GOOD[2:]])
+    with pytest.raises(GenkitError) as err:
+        _module(tmp_path, path=str(folder))
+    message = str(err.value)
+    assert str(folder / "train.jsonl") in message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_not_text_in_csv_parquet_and_a_hugging_face_dataset_names_the_row(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_file = tmp_path / "short.csv"
+    csv_file.write_text("prompt,completion\na,yes\nb,no\nc\n")  # line 4 has no completion field
+    with pytest.raises(GenkitError, match=r"short.csv line 4: the 'completion' field is null \(a CSV line with fewer"):
+        _module(tmp_path, path=str(csv_file))
+    rows = [{"prompt": f"p{i}", "completion": i % 2} for i in range(20)]  # labels as numbers, not "0" / "1"
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "labels.parquet")
+    with pytest.raises(GenkitError, match=r"labels.parquet row 1: the 'completion' field is a number \(0\)"):
+        _module(tmp_path, path=str(tmp_path / "labels.parquet"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(tmp_path / "hf")
+    with pytest.raises(GenkitError, match=r"hf train row 1: the 'completion' field is a number \(0\).*string column"):
+        _module(tmp_path, dataset=str(tmp_path / "hf"))
+
+
+def test_a_line_over_max_record_bytes_is_refused_by_its_number_without_reading_it(tmp_path):
+    import tracemalloc
+
+    folder = _jsonl(tmp_path / "d", GOOD)
+    longest = max(len(line) for line in (folder / "train.jsonl").read_bytes().splitlines(keepends=True))
+    assert _module(tmp_path, path=str(folder), max_record_bytes=longest).records["train"]  # just fits, line end and all
+    with pytest.raises(GenkitError, match=f"is longer than data.max_record_bytes={longest - 1} bytes"):
+        _module(tmp_path, path=str(folder), max_record_bytes=longest - 1)
+    with open(folder / "train.jsonl", "a") as f:
+        f.write(json.dumps({"prompt": "x" * 5_000_000, "completion": "yes"}) + "\n")
+        f.write(json.dumps(GOOD[0]) + "\n")
+    tracemalloc.start()
+    with pytest.raises(GenkitError, match=r"train.jsonl line 21 is longer than data.max_record_bytes=1000 bytes"):
+        read_rows(folder / "train.jsonl", 1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 500_000  # the 5 MB line was never held (it was, whole, before the limit)
+    with pytest.raises(GenkitError, match=r"train.jsonl line 21 is longer than data.max_record_bytes=1000 bytes"):
+        _module(tmp_path, path=str(folder), max_record_bytes=1000)
+    long_csv = tmp_path / "long.csv"
+    long_csv.write_text("prompt,completion\na,yes\n" + "b" * 2000 + ",no\n")
+    with pytest.raises(GenkitError, match=r"long.csv line 3 is longer than data.max_record_bytes=1000"):
+        read_rows(long_csv, 1000)
+    # a CSV field longer than csv's own 128 KiB limit is read when data.max_record_bytes allows it
+    long_csv.write_text('prompt,completion\n"' + "b" * 200_000 + '",no\n')
+    assert len(read_rows(long_csv)[0][1]["prompt"]) == 200_000
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_utf8_byte_order_mark_is_skipped(tmp_path, suffix):
+    rows = [{"prompt": f"café {i}", "completion": "yes" if i % 2 else "no"} for i in range(20)]
+    if suffix == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    elif suffix == ".json":
+        text = json.dumps(rows, ensure_ascii=False)
+    else:
+        text = "prompt,completion\r\n" + "".join(f"{r['prompt']},{r['completion']}\r\n" for r in rows)
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # as Excel and Notepad write UTF-8
+    dm = _module(tmp_path, path=str(path), fractions={"train": 1.0})
+    assert len(dm.records["train"]) == 20
+    assert (dm.records["train"][0]["prompt"], dm.records["train"][0]["completion"]) == ("café 0", "no")
