@@ -10,16 +10,19 @@ train / val / test; a dataset without a validation split has its train split cut
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from genkit.data.text import TextDataModule, cut_by_fractions
+from genkit.data.text import TextDataModule
+from genkit.data.text_pieces import SplitRange, TextStream, cut_stream, whole
 from genkit.errors import GenkitError
 
 # the Hugging Face split names that fill each genkit split, first match wins
 SPLIT_NAMES = {"train": ("train",), "val": ("validation", "valid", "dev"), "test": ("test",)}
 # bump when the text made of the rows changes, so old token caches are not reused
 HF_CACHE_VERSION = 1
+# rows joined into one block of text at a time
+ROWS_PER_BLOCK = 1000
 
 
 def _saved_to_disk(folder: Path) -> bool:
@@ -28,10 +31,20 @@ def _saved_to_disk(folder: Path) -> bool:
     return (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
 
 
-def _rows_as_lines(dataset, column: str) -> str:
-    # a row is a line: rows that keep their own line break (WikiText's) do not get a second one,
-    # so the word tokenizer's one <eos> per line gives the published token counts
-    return "\n".join((row or "").removesuffix("\n") for row in dataset[column])
+class RowsStream(TextStream):
+    """A column's rows as lines, read a batch of rows at a time from datasets' memory-mapped Arrow
+    files: a row is a line, and rows that keep their own line break (WikiText's) do not get a
+    second one, so the word tokenizer's one <eos> per line gives the published token counts."""
+
+    def __init__(self, dataset, column: str):
+        self.dataset, self.column = dataset, column
+
+    def blocks(self) -> Iterator[str]:
+        first = True
+        for batch in self.dataset.select_columns([self.column]).iter(batch_size=ROWS_PER_BLOCK):
+            text = "\n".join((row or "").removesuffix("\n") for row in batch[self.column])
+            yield text if first else "\n" + text
+            first = False
 
 
 class HFTextDataModule(TextDataModule):
@@ -162,19 +175,21 @@ class HFTextDataModule(TextDataModule):
     def _sources(self) -> list[Path]:
         return []  # no files to checksum: the datasets' fingerprints key the cache (cache_dir)
 
-    def _split_texts(self) -> dict[str, str]:
+    def _split_ranges(self) -> dict[str, SplitRange]:
         splits = self.hf_splits()
-        texts = {split: _rows_as_lines(ds, self.column) for split, ds in splits.items()}
-        if not texts["train"].strip():
-            raise GenkitError(
-                f"The train split of {self.dataset} has no text in its {self.column!r} column "
-                f"({splits['train'].num_rows} rows); check data.dataset, data.config and data.column."
-            )
-        if "val" not in texts:  # cut from train, with the test split too when the dataset lacks one
-            cut = {split: f for split, f in self.fractions.items() if split == "train" or split not in texts}
-            # in proportion to each other: the fractions left after dropping the splits it has
-            texts.update(cut_by_fractions(texts["train"], cut, total=sum(cut.values())))
-        return texts
+        ranges = {split: whole(RowsStream(ds, self.column)) for split, ds in splits.items() if split != "train"}
+        if "val" in ranges:
+            return {"train": whole(RowsStream(splits["train"], self.column)), **ranges}
+        # cut from train, with the test split too when the dataset lacks one, in proportion to
+        # each other: the fractions left after dropping the splits it has
+        cut = {split: f for split, f in self.fractions.items() if split == "train" or split not in ranges}
+        return {**cut_stream(RowsStream(splits["train"], self.column), cut, total=sum(cut.values())), **ranges}
+
+    def _empty_train_message(self) -> str:
+        return (
+            f"The train split of {self.dataset} has no text in its {self.column!r} column "
+            f"({self.hf_splits()['train'].num_rows} rows); check data.dataset, data.config and data.column."
+        )
 
     def cache_dir(self) -> Path:
         """TextDataModule's key over the tokenizer and split settings, with the fingerprint of each

@@ -6,10 +6,10 @@ tokens). Evaluation walks the split in contiguous windows so that every token is
 exactly once: perplexity is then the standard per-token number.
 """
 
+import functools
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -26,7 +26,9 @@ from genkit.checkpoints.trust import check_plain_name
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
-from genkit.data.text_files import check_encoding, empty_split_message, read_text_file, read_text_folder
+from genkit.data.text_files import check_encoding, empty_split_message
+from genkit.data.text_pieces import FileStream, SplitRange, cut_stream, pieces, whole
+from genkit.data.token_files import Encoder, PartialCache, default_num_proc, fit_tokenizer, write_split
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
 from genkit.options import TEXT, Option
@@ -36,6 +38,12 @@ log = logging.getLogger(__name__)
 # bump when the cached layout or tokenisation changes, so old caches are not reused
 CACHE_VERSION = 1
 IGNORE_INDEX = -1
+# characters of the training text a BPE tokenizer is fitted on, at most (data.fit_chars)
+FIT_CHARS = 100_000_000
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 class TrainWindows(Dataset):
@@ -69,23 +77,33 @@ class TrainWindows(Dataset):
 
 
 class EvalWindows(Dataset):
-    """Contiguous windows over [bos] + ids; targets past the end are IGNORE_INDEX."""
+    """Contiguous windows over [bos] + ids; targets past the end are IGNORE_INDEX. The split stays
+    where it is (memory-mapped): each window reads its own slice."""
 
     def __init__(self, ids: np.ndarray, block_size: int, bos_id: int):
-        self.stream = np.concatenate([np.array([bos_id], dtype=np.int64), ids.astype(np.int64)])
-        self.block_size = block_size
+        self.ids, self.block_size, self.bos_id = ids, block_size, bos_id
 
     def __len__(self) -> int:
-        return -(-(len(self.stream) - 1) // self.block_size)
+        return -(-len(self.ids) // self.block_size)
+
+    def _stream(self, start: int, end: int) -> torch.Tensor:
+        """[bos] + ids, positions [start, end)."""
+        end = min(end, len(self.ids) + 1)
+        if start >= end:
+            return torch.zeros(0, dtype=torch.long)
+        ids = np.asarray(self.ids[max(start - 1, 0) : end - 1], dtype=np.int64)
+        if start == 0:
+            ids = np.concatenate([np.array([self.bos_id], dtype=np.int64), ids])
+        return torch.from_numpy(ids)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         T = self.block_size
         x = torch.zeros(T, dtype=torch.long)
         y = torch.full((T,), IGNORE_INDEX, dtype=torch.long)
-        xs = self.stream[k * T : k * T + T]
-        ys = self.stream[k * T + 1 : k * T + T + 1]
-        x[: len(xs)] = torch.from_numpy(xs)
-        y[: len(ys)] = torch.from_numpy(ys)
+        xs = self._stream(k * T, k * T + T)
+        ys = self._stream(k * T + 1, k * T + T + 1)
+        x[: len(xs)] = xs
+        y[: len(ys)] = ys
         return x, y
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,26 +159,6 @@ class StreamWindows(Dataset):
     def __getitem__(self, i: int):
         x, y, first = self.__getitems__([i])
         return x[0], y[0], first[0]
-
-
-def _read_text(path: Path, encoding: str | None = None) -> str:
-    """UTF-8 text, or text in data.encoding; binary files refused (in a folder: skipped, said once)."""
-    if path.is_dir():
-        return "\n".join(read_text_folder(path, encoding))
-    if not path.is_file():
-        raise GenkitError(f"data.path={path} does not exist; give a text file or a folder of text files.")
-    return read_text_file(path, encoding)
-
-
-def cut_by_fractions(text: str, fractions: Mapping[str, float], total: float = 1.0) -> dict[str, str]:
-    """Consecutive pieces of text, each `fraction / total` of it in the order given; the last piece
-    takes the rest (`{train: 0.9, val: 0.1}`: the first 90% of the characters, then the rest)."""
-    names, texts, start = list(fractions), {}, 0
-    for split, fraction in fractions.items():
-        end = len(text) if split == names[-1] else start + int(len(text) * fraction / total)
-        texts[split] = text[start:end]
-        start = end
-    return texts
 
 
 def write_text(samples: list[str], path: str | Path) -> Path:
@@ -227,8 +225,20 @@ class TextDataModule(GenkitDataModule):
         unknown_chars: str = "error",
         streams: bool = False,
         encoding: str | None = None,
+        num_proc: int | None = None,
+        fit_chars: int = FIT_CHARS,
     ):
         super().__init__()
+        for key, value, least in (("num_proc", num_proc, 1), ("fit_chars", fit_chars, 1000)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+                raise GenkitError(
+                    f"data.{key}={value!r} must be a whole number of at least {least} ("
+                    + ("worker processes that encode the text; null: one per core" if key == "num_proc" else
+                       "characters of the training text that a BPE tokenizer is fitted on") + ")."
+                )  # fmt: skip
+        # preparation: encoding processes, and the sample a BPE tokenizer is fitted on (token_files)
+        self.num_proc = num_proc or default_num_proc()
+        self.fit_chars = fit_chars
         check_encoding(encoding)
         # the encoding of the user's text files when it is not UTF-8 (genkit.data.text_files)
         self.encoding = encoding
@@ -273,15 +283,23 @@ class TextDataModule(GenkitDataModule):
             return sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() else [self.path]
         return list(ensure_files(self.folder, self.files, self.mirrors, dataset=self.name).values())
 
-    def _split_texts(self) -> dict[str, str]:
+    def _split_ranges(self) -> dict[str, SplitRange]:
+        """Each split's characters, read in pieces: a file per split, or one text (a file, a
+        folder's files joined by line breaks, a data set's files) cut by data.fractions."""
         if self.splits:
             paths = {p.name: p for p in self._sources()}
-            return {split: _read_text(paths[name], self.encoding) for split, name in self.splits.items()}
+            return {split: whole(FileStream.of(paths[name], self.encoding)) for split, name in self.splits.items()}
         if self.path is not None:
-            text = _read_text(self.path, self.encoding)
+            stream = FileStream.of(self.path, self.encoding)
         else:
-            text = "\n".join(_read_text(p, self.encoding) for p in self._sources())
-        return cut_by_fractions(text, self.fractions)
+            stream = FileStream(self._sources(), self.encoding)
+        return cut_stream(stream, self.fractions)
+
+    def _empty_train_message(self) -> str:
+        return (
+            f"The training text of {self.name} is empty ({self.path or self.folder}); give data.path a file or "
+            f"folder with text in it."
+        )
 
     def _given_tokenizer(self):
         """The tokenizer this data must be encoded with, if not fitted to it: a checkpoint's own
@@ -337,6 +355,8 @@ class TextDataModule(GenkitDataModule):
             key.update(lowercase=self.lowercase, unknown_chars=self.unknown_chars)
         if self.encoding:
             key["encoding"] = self.encoding
+        if self.fit_chars != FIT_CHARS and self.tokenizer_kind == "bpe":
+            key["fit_chars"] = self.fit_chars
         given = self._given_tokenizer()
         if given is not None:
             key["tokenizer_json"] = hashlib.sha256(json.dumps(given.to_json()).encode()).hexdigest()
@@ -344,23 +364,28 @@ class TextDataModule(GenkitDataModule):
         return self.cache_root / f"{self.name}-{digest}"
 
     def prepare_data(self) -> None:
+        """Tokenise the text once into the cache (genkit.data.token_files: in pieces, in
+        data.num_proc processes, resumable); runs that start together wait for one another."""
+        from filelock import FileLock
+
         cache = self.cache_dir()
         if (cache / "meta.json").is_file():
             return
-        texts = self._split_texts()
-        if not texts.get("train", "").strip():
-            raise GenkitError(
-                f"The training text of {self.name} is empty ({self.path or self.folder}); give data.path a file or "
-                f"folder with text in it."
-            )
-        if self.lowercase:
-            texts = {split: text.lower() for split, text in texts.items()}
-        tokenizer = self._given_tokenizer()
-        if tokenizer is None:
-            tokenizer = KINDS[self.tokenizer_kind].fit(texts["train"], self.vocab_size)
-        texts = {split: self._encodable(text, tokenizer, split) for split, text in texts.items()}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cache.with_name(f".{cache.name}.lock"))):
+            if not (cache / "meta.json").is_file():
+                self._prepare(cache)
+
+    def _prepare(self, cache: Path) -> None:
+        ranges = self._split_ranges()
+        transform = str.lower if self.lowercase else _unchanged
+        if not any(text.strip() for text, _, _ in pieces(ranges["train"])):
+            raise GenkitError(self._empty_train_message())
+        partial = PartialCache(cache)
+        tokenizer = self._tokenizer_for(partial, ranges["train"], transform)
         excess = tokenizer.vocab_size - self.vocab_size
         if self.tokenizer_kind == "word" and excess > 1000 and tokenizer.vocab_size > 1.5 * self.vocab_size:
+            shutil.rmtree(partial.folder, ignore_errors=True)
             raise GenkitError(
                 f"The {self.name} text has {tokenizer.vocab_size} distinct words, far more than its "
                 f"{self.vocab_size}-word vocabulary: the files are probably not the data set they claim to be "
@@ -368,29 +393,40 @@ class TextDataModule(GenkitDataModule):
                 f"{self.folder} before you raise data.vocab_size."
             )
         if tokenizer.vocab_size > self.vocab_size:
+            shutil.rmtree(partial.folder, ignore_errors=True)
             raise GenkitError(
                 f"The {self.name} tokenizer has {tokenizer.vocab_size} tokens but data.vocab_size is "
                 f"{self.vocab_size}; set data.vocab_size={tokenizer.vocab_size}."
             )
-        dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        meta = {"vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name, "tokens": {}}
-        for split, text in texts.items():
-            ids = np.asarray(tokenizer.encode(text), dtype=dtype)
-            if len(ids) == 0:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise GenkitError(empty_split_message(self.name, split, texts, self.fractions, self.block_size))
-            ids.tofile(tmp / f"{split}.bin")
-            meta["tokens"][split] = len(ids)
-        save_tokenizer(tokenizer, tmp / "tokenizer.json")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        dtype = np.dtype(np.uint16 if self.vocab_size <= 1 << 16 else np.uint32).name
+        meta = {"vocab_size": tokenizer.vocab_size, "dtype": dtype, "tokens": {}}
+        encoder = Encoder(tokenizer, dtype, self.num_proc)
         try:
-            os.replace(tmp, cache)  # atomic: another process may have finished first
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for split, rng in ranges.items():
+                encodable = functools.partial(self._transformed, transform, tokenizer, split)
+                meta["tokens"][split] = write_split(partial, split, rng, encoder, encodable, self.name)
+                if meta["tokens"][split] == 0:
+                    shutil.rmtree(partial.folder, ignore_errors=True)
+                    sizes = {name: r.chars for name, r in ranges.items()}
+                    raise GenkitError(empty_split_message(self.name, split, sizes, self.fractions, self.block_size))
+        finally:
+            encoder.close()
+        partial.finish(meta)
         log.info("Tokenised %s: %s tokens, cached in %s", self.name, meta["tokens"], cache)
+
+    def _transformed(self, transform, tokenizer, split: str, text: str) -> str:
+        return self._encodable(transform(text), tokenizer, split)
+
+    def _tokenizer_for(self, partial: PartialCache, train: SplitRange, transform):
+        """The tokenizer an interrupted preparation had fitted, a given one, or one fitted now."""
+        saved = partial.folder / "tokenizer.json"
+        if saved.is_file():
+            return load_tokenizer(saved)
+        tokenizer = self._given_tokenizer()
+        if tokenizer is None:
+            tokenizer = fit_tokenizer(self.tokenizer_kind, train, self.vocab_size, self.fit_chars, transform)
+        save_tokenizer(tokenizer, saved)
+        return tokenizer
 
     def setup(self, stage: str | None = None) -> None:
         if self.ids:

@@ -49,43 +49,21 @@ def decode(path: Path, data: bytes, encoding: str | None) -> str:
     try:
         return data.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError as err:
-        if encoding:
-            raise GenkitError(
-                f"{path} is not {encoding} text either: byte {data[err.start]:#04x} at offset {err.start} "
-                f"cannot be decoded. Give its real encoding as data.encoding=<encoding>."
-            ) from None
-        raise GenkitError(
-            f"{path} is not UTF-8 text: byte {data[err.start]:#04x} at offset {err.start} is not valid UTF-8. If it "
-            f"is text in another encoding, pass data.encoding=<its encoding> (e.g. latin-1 or cp1252; "
-            f"`file {path}` may tell); genkit does not guess, since a wrong guess trains on garbled characters."
-        ) from None
+        raise undecodable(path, data[err.start], err.start, encoding) from None
 
 
-def read_text_file(path: Path, encoding: str | None = None) -> str:
-    data = path.read_bytes()
-    if is_binary(data[:SNIFF_BYTES]):
-        raise GenkitError(
-            f"data.path={path} is not a text file (it holds binary data: NUL bytes or control characters); "
-            f"give a text file, or a folder of them."
+def undecodable(path: Path, byte: int, offset: int, encoding: str | None) -> GenkitError:
+    """The paragraph for a byte at `offset` of path that its encoding cannot decode."""
+    if encoding:
+        return GenkitError(
+            f"{path} is not {encoding} text either: byte {byte:#04x} at offset {offset} cannot be decoded. Give its "
+            f"real encoding as data.encoding=<encoding>."
         )
-    return decode(path, data, encoding)
-
-
-def read_text_folder(folder: Path, encoding: str | None = None) -> list[str]:
-    """The text of every text file below folder (sorted by path); binary files skipped, in one warning."""
-    texts, skipped = [], []
-    for path in text_folder_files(folder):
-        data = path.read_bytes()
-        if is_binary(data[:SNIFF_BYTES]):
-            skipped.append(path)
-            continue
-        texts.append(decode(path, data, encoding))
-    if skipped:
-        names = ", ".join(str(p.relative_to(folder)) for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        log.warning("Skipped %d binary file(s) in %s (not text): %s", len(skipped), folder, names)
-    if not texts:
-        raise GenkitError(f"{folder} holds no text files; data.path must be a text file or a folder of them.")
-    return texts
+    return GenkitError(
+        f"{path} is not UTF-8 text: byte {byte:#04x} at offset {offset} is not valid UTF-8. If it is text in another "
+        f"encoding, pass data.encoding=<its encoding> (e.g. latin-1 or cp1252; `file {path}` may tell); genkit does "
+        f"not guess, since a wrong guess trains on garbled characters."
+    )
 
 
 def text_folder_files(folder: Path) -> list[Path]:
@@ -95,9 +73,10 @@ def text_folder_files(folder: Path) -> list[Path]:
     )
 
 
-def empty_split_message(name: str, split: str, texts: dict, fractions: dict, block_size: int) -> str:
-    """Why a split of the text has no tokens (a one-line file cut 90/5/5), and how much is needed."""
-    total = sum(len(t) for t in texts.values())
+def empty_split_message(name: str, split: str, sizes: dict[str, int], fractions: dict, block_size: int) -> str:
+    """Why a split of the text has no tokens (a one-line file cut 90/5/5), and how much is needed;
+    sizes: the characters of each split."""
+    total = sum(sizes.values())
     if split in fractions:
         share = fractions[split] / sum(fractions.values())
         # a split needs a token at least; training wants block_size + 2 of them in its own share

@@ -34,12 +34,18 @@ class WordTokenizer:
 
     @classmethod
     def fit(cls, text: str, vocab_size: int | None = None) -> "WordTokenizer":
+        return cls.fit_pieces([text], vocab_size)
+
+    @classmethod
+    def fit_pieces(cls, pieces: Iterable[str], vocab_size: int | None = None) -> "WordTokenizer":
+        """From a text read in pieces (streaming counts: memory for the vocabulary, not the text)."""
         # ids in order of first appearance, as in PyTorch's word_language_model
         itos: dict[str, None] = {}
-        for line in text.splitlines():
-            for word in line.split():
-                itos.setdefault(word, None)
-            itos.setdefault(EOS, None)
+        for text in pieces:
+            for line in text.splitlines():
+                for word in line.split():
+                    itos.setdefault(word, None)
+                itos.setdefault(EOS, None)
         return cls(list(itos))
 
     @property
@@ -83,7 +89,14 @@ class CharTokenizer:
 
     @classmethod
     def fit(cls, text: str, vocab_size: int | None = None) -> "CharTokenizer":
-        return cls(sorted(set(text)))
+        return cls.fit_pieces([text], vocab_size)
+
+    @classmethod
+    def fit_pieces(cls, pieces: Iterable[str], vocab_size: int | None = None) -> "CharTokenizer":
+        chars: set[str] = set()
+        for text in pieces:
+            chars.update(text)
+        return cls(sorted(chars))
 
     @property
     def vocab_size(self) -> int:
@@ -121,6 +134,12 @@ class BPETokenizer:
 
     @classmethod
     def fit(cls, text: str, vocab_size: int) -> "BPETokenizer":
+        return cls.fit_pieces([text], vocab_size)
+
+    @classmethod
+    def fit_pieces(cls, pieces: Iterable[str], vocab_size: int) -> "BPETokenizer":
+        """Trained on the pieces' lines as they come: HF's trainer keeps word counts, not the text
+        (genkit.data.token_files hands it a bounded sample of a large corpus, data.fit_chars)."""
         from tokenizers import decoders, pre_tokenizers
 
         tokenizer = Tokenizer(BPE())
@@ -133,7 +152,8 @@ class BPETokenizer:
             show_progress=False,
         )
         # train on lines so that no single "word" spans the whole corpus
-        tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+        lines = (line for text in pieces for line in text.splitlines(keepends=True))
+        tokenizer.train_from_iterator(lines, trainer=trainer)
         return cls(tokenizer)
 
     @classmethod

@@ -310,6 +310,8 @@ TEXT_CASES = [
     (["data.streams=maybe"], ["data.streams='maybe'", "true or false"]),
     (["data.streams=true", "data.max_device_batch=4"], ["data.streams=true carries", "data.max_device_batch=null"]),
     (["model.net.gelu=relu"], ["model.net.gelu='relu'", "tanh", "none"]),
+    (["data.num_proc=0"], ["data.num_proc=0", "at least 1", "worker processes"]),
+    (["data.fit_chars=lots"], ["data.fit_chars='lots'", "whole number", "BPE tokenizer is fitted on"]),
 ]
 
 
