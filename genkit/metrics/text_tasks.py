@@ -194,7 +194,7 @@ def complete_file(model, datamodule, inputs: Path, out: str | None, options: Map
     if not out:
         raise GenkitError(f"inputs={inputs} needs out=<preds.jsonl>: where to write the completions.")
     records = []
-    for where, row in read_rows(inputs):
+    for where, row in read_rows(inputs, datamodule.max_record_bytes):
         records.append({"prompt": datamodule.read(where, row, need_completion=False)[0], "row": row})
         # with data.long_prompts=cut the run keeps a long prompt's end (fitted_prompt), as in training
         if (
