@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from genkit.data.batching import ShuffledBatches
-from genkit.data.pairs import PairBatches
+from genkit.data.pair_rows import PairBatches
 from genkit.data.text import IGNORE_INDEX
 from genkit.data.tokenizers import BPETokenizer
 from genkit.models.linear_cross_entropy import linear_cross_entropy

@@ -17,53 +17,65 @@ split, each seen five times on average) the task is a label task: genkit eval th
 classification report and picks labels by their likelihood (genkit/metrics/text_tasks.py).
 """
 
+import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from genkit.checkpoints.hub import pretrained_dir
 from genkit.checkpoints.starting_weights import starting_checkpoint
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import per_process
-from genkit.data.records import MAX_RECORD_BYTES, SPLIT_FILES, SUFFIXES, Pairs, normalise, read_rows
-from genkit.data.text import IGNORE_INDEX, starting_tokenizer, write_text
-from genkit.data.tokenizers import KINDS, UNK, BPETokenizer, WordTokenizer, tokenizer_from_json
+from genkit.data.download import default_data_root, sha256_of
+from genkit.data.pair_rows import (
+    PAIR_CACHE_VERSION,
+    PairBatches,
+    PairRows,
+    PairRowsWriter,
+    finish_cache,
+    read_records,
+    write_records,
+)
+from genkit.data.records import MAX_RECORD_BYTES, SPLIT_FILES, SUFFIXES, Pairs, iter_rows, normalise
+from genkit.data.text import starting_tokenizer, write_text
+from genkit.data.tokenizers import (
+    KINDS,
+    UNK,
+    BPETokenizer,
+    WordTokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_from_json,
+)
 from genkit.errors import GenkitError, first_line
 from genkit.options import TEXT, Option
 
 log = logging.getLogger(__name__)
 
 
-class PairBatches(Dataset):
-    """Rows of token ids (prompt_len, ids) -> right-padded (x, y) with only completion targets."""
+def _file_rows(path: Path, max_bytes: int) -> Callable[[], Iterator[tuple[str, Any]]]:
+    return lambda: iter_rows(path, max_bytes)
 
-    def __init__(self, rows: list[tuple[int, list[int]]], pad_id: int):
-        self.rows, self.pad_id = rows, pad_id
 
-    def __len__(self) -> int:
-        return len(self.rows)
+def _dataset_rows(dataset: str, name: str, ds) -> Callable[[], Iterator[tuple[str, Any]]]:
+    """A Hugging Face split's rows, a thousand at a time from its memory-mapped Arrow files."""
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [self.rows[i] for i in indices]
-        T = max(len(ids) for _, ids in rows) - 1
-        x = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
-        y = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
-        for b, (prompt_len, ids) in enumerate(rows):
-            seq = torch.tensor(ids, dtype=torch.long)
-            x[b, : len(ids) - 1] = seq[:-1]
-            # y[i] = ids[i + 1]: positions up to the prompt's last token predict prompt tokens (no loss);
-            # from there on each predicts a completion token or the closing eot
-            y[b, prompt_len - 1 : len(ids) - 1] = seq[prompt_len:]
-        return x, y
+    def rows() -> Iterator[tuple[str, Any]]:
+        number = 0
+        for batch in ds.iter(batch_size=1000):
+            for values in zip(*batch.values(), strict=True):
+                number += 1
+                yield f"{dataset} {name} row {number}", dict(zip(batch, values, strict=True))
 
-    def __getitem__(self, i: int):
-        x, y = self.__getitems__([i])
-        return x[0], y[0]
+    return rows
 
 
 class PairsDataModule(GenkitDataModule):
@@ -110,6 +122,7 @@ class PairsDataModule(GenkitDataModule):
         long_prompts: str = "error",
         group_by_length: bool = True,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         if tokenizer not in KINDS:
@@ -156,8 +169,10 @@ class PairsDataModule(GenkitDataModule):
         self.token_unit = token_unit or tokenizer
         self.tokenizer = None
         self.tokenizer_from_checkpoint = False
+        # the encoded rows of each split (memory-mapped), and the records eval scores (val, test)
         self.records: dict[str, list[dict]] = {}
-        self.rows: dict[str, list[tuple[int, list[int]]]] = {}
+        self.rows: dict[str, PairRows] = {}
+        self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "pairs"
         self.labels: list[str] | None = None
         # the most tokens a training completion took (with its eot): how long generation may run
         self.longest_completion = block_size
@@ -190,7 +205,7 @@ class PairsDataModule(GenkitDataModule):
             )
         return found
 
-    def _hf_rows(self) -> dict[str, list[tuple[str, Any]]]:
+    def _hf_splits(self) -> dict[str, Any]:
         import datasets  # here: importing it takes a second that other data need not pay
 
         folder = Path(self.dataset).expanduser()
@@ -203,32 +218,55 @@ class PairsDataModule(GenkitDataModule):
                 f"give a local folder (save_to_disk's, or of data files) or a dataset in the Hugging Face cache."
             ) from None
         names = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
-        rows = {}
+        splits = {}
         for split, options in names.items():
             name = next((n for n in options if n in loaded), None)
             if name is not None:
-                rows[split] = [(f"{self.dataset} {name} row {i + 1}", r) for i, r in enumerate(loaded[name])]
-        if "train" not in rows:
+                splits[split] = (name, loaded[name])
+        if "train" not in splits:
             raise GenkitError(f"data.dataset={self.dataset} has no train split (its splits: {', '.join(loaded)}).")
-        return rows
+        return splits
 
-    def _split_rows(self) -> dict[str, list[tuple[str, Any]]]:
+    def _sources(self) -> dict[str, Callable[[], Iterator[tuple[str, Any]]]]:
+        """Each split's records as a stream that can be read again: (where, row)."""
         if self.dataset:
-            rows = self._hf_rows()
-        else:
-            rows = {split: read_rows(file, self.max_record_bytes) for split, file in self._split_files().items()}
-        if "all" in rows:
-            rows = {"train": rows.pop("all")}
-        if "val" not in rows:  # cut from train in record order, as data=text cuts a file
-            cut = {s: f for s, f in self.fractions.items() if s == "train" or s not in rows}
-            records, total, start = rows["train"], sum(cut.values()), 0
+            return {split: _dataset_rows(self.dataset, name, ds) for split, (name, ds) in self._hf_splits().items()}
+        files = self._split_files()
+        if "all" in files:
+            files = {"train": files.pop("all")}
+        return {split: _file_rows(file, self.max_record_bytes) for split, file in files.items()}
+
+    def _split_ranges(self) -> dict[str, tuple[Callable, int, int | None]]:
+        """split -> (its stream, first record, end): a split without val is cut from train in
+        record order (counted in one pass), as data=text cuts a file; an empty val is train's last
+        record."""
+        sources = self._sources()
+        ranges: dict[str, tuple[Callable, int, int | None]] = {
+            split: (rows, 0, None) for split, rows in sources.items()
+        }
+        if "val" not in sources:
+            cut = {s: f for s, f in self.fractions.items() if s == "train" or s not in sources}
+            count, total, start = sum(1 for _ in sources["train"]()), sum(cut.values()), 0
             for split, fraction in cut.items():
-                end = len(records) if split == list(cut)[-1] else start + int(len(records) * fraction / total)
-                rows[split] = records[start:end]
+                end = count if split == list(cut)[-1] else start + int(count * fraction / total)
+                ranges[split] = (sources["train"], start, end)
                 start = end
-        if not rows.get("val"):
-            rows["val"] = rows["train"][-1:]
-        return rows
+        if "val" not in ranges or ranges["val"][1] == ranges["val"][2]:  # no val: the last training record
+            train_rows, _, train_end = ranges["train"]
+            last = train_end if train_end is not None else sum(1 for _ in train_rows())
+            ranges["val"] = (train_rows, last - 1, last)
+        return ranges
+
+    def _records(self, ranges, split: str) -> Iterator[dict]:
+        """The split's records read and checked, as they stream past."""
+        rows, start, end = ranges[split]
+        for k, (where, row) in enumerate(rows()):
+            if k < start:
+                continue
+            if end is not None and k >= end:
+                return
+            prompt, completion = self.read(where, row)
+            yield {"prompt": prompt, "completion": completion, "where": where, "row": row}
 
     # ---- tokenising -------------------------------------------------------------------------
 
@@ -243,9 +281,9 @@ class PairsDataModule(GenkitDataModule):
             return BPETokenizer.from_pretrained(pretrained_dir(self.pretrained_tokenizer))
         return starting_tokenizer(source)
 
-    def _fit_tokenizer(self, train: list[dict]):
-        text = "\n".join(r["prompt"] + self.separator + r["completion"] for r in train)
-        tokenizer = KINDS[self.tokenizer_kind].fit(text, self.vocab_size)
+    def _fit_tokenizer(self, train: Iterator[dict]):
+        texts = (r["prompt"] + self.separator + r["completion"] + "\n" for r in train)
+        tokenizer = KINDS[self.tokenizer_kind].fit_pieces(texts, self.vocab_size)
         if isinstance(tokenizer, WordTokenizer) and UNK not in tokenizer.stoi:
             # words first seen in val or test are read as <unk> instead of stopping the run
             tokenizer = WordTokenizer([*tokenizer.itos, UNK])
@@ -275,84 +313,151 @@ class PairsDataModule(GenkitDataModule):
             ids = [ids[0], *ids[len(ids) - keep + 1 :]]
         return ids
 
-    def _encode(self, split: str, records: list[dict]) -> list[tuple[int, list[int]]]:
-        rows, cut, cut_prompts = [], 0, 0
+    def _encode_row(self, r: dict) -> tuple[int, list[int], bool, bool]:
+        """(prompt length, ids, completion cut, prompt cut) of one record."""
         limit = self.block_size + 1  # x and y are the row shifted by one: block_size positions each
-        for r in records:
-            completion = self.encode_completion(r["completion"])
-            prompt = self.fitted_prompt(r["prompt"], room=min(len(completion), self.block_size // 2))
-            cut_prompts += len(prompt) < len(self.encode_prompt(r["prompt"]))
-            if len(prompt) + 1 > self.block_size:
-                raise GenkitError(
-                    f"{r['where']}: its prompt is {len(prompt)} tokens (with the leading end-of-text), which leaves no "
-                    f"room for a completion in data.block_size={self.block_size}; shorten the prompt or raise "
-                    f"data.block_size (a GPT's context is fixed by its starting run)."
-                )
-            ids = prompt + completion
-            if len(ids) > limit:
-                ids, cut = ids[:limit], cut + 1
-            rows.append((len(prompt), ids))
-        if cut_prompts:
-            log.warning(
-                "%d of the %d %s records have prompts longer than data.block_size=%d allows: their starts are cut "
-                "(data.long_prompts=cut).", cut_prompts, len(records), split, self.block_size,
-            )  # fmt: skip
-        if cut:
-            log.warning(
-                "%d of the %d %s records are longer than data.block_size=%d tokens: their completions are cut to fit "
-                "(raise data.block_size to keep them whole).", cut, len(records), split, self.block_size,
-            )  # fmt: skip
-        return rows
+        completion = self.encode_completion(r["completion"])
+        prompt = self.fitted_prompt(r["prompt"], room=min(len(completion), self.block_size // 2))
+        prompt_cut = len(prompt) < len(self.encode_prompt(r["prompt"]))
+        if len(prompt) + 1 > self.block_size:
+            raise GenkitError(
+                f"{r['where']}: its prompt is {len(prompt)} tokens (with the leading end-of-text), which leaves no "
+                f"room for a completion in data.block_size={self.block_size}; shorten the prompt or raise "
+                f"data.block_size (a GPT's context is fixed by its starting run)."
+            )
+        ids = prompt + completion
+        return len(prompt), ids[:limit], len(ids) > limit, prompt_cut
 
-    def _label_set(self, train: list[dict]) -> list[str] | None:
-        """The closed set of labels, if the completions form one (see the module's docstring)."""
+    def _check_label(self, r: dict, split: str, known: set[str]) -> None:
+        if normalise(r["completion"]) not in known:
+            raise GenkitError(
+                f"{r['where']} ({split}) has the label {r['completion']!r}, which the label set lacks "
+                f"({len(known)} labels: {', '.join(sorted(known)[:10])}{', ...' if len(known) > 10 else ''})"
+                f"; add it to data.labels or correct the record."
+            )
+
+    def _write_split(self, folder: Path, split: str, records: Iterator[dict], dtype: str) -> tuple[int, int, list]:
+        """Encode a split's records into folder: (rows, longest completion, warnings). Val and
+        test records are kept too (eval scores them); train's are not held."""
+        writer, kept, cut, cut_prompts, longest = PairRowsWriter(folder, split, dtype), [], 0, 0, 0
+        known = set(self.labels) if self.given_labels is not None else None
+        for r in records:
+            if known is not None:
+                self._check_label(r, split, known)
+            prompt_len, ids, completion_cut, prompt_cut = self._encode_row(r)
+            writer.append(prompt_len, ids)
+            cut, cut_prompts = cut + completion_cut, cut_prompts + prompt_cut
+            longest = max(longest, len(ids) - prompt_len)
+            if split != "train":
+                kept.append(r)
+        count = writer.finish()
+        if split != "train":
+            write_records(folder / f"{split}.records.jsonl", kept)
+        warnings = []
+        if cut_prompts:
+            warnings.append(
+                f"{cut_prompts} of the {count} {split} records have prompts longer than data.block_size="
+                f"{self.block_size} allows: their starts are cut (data.long_prompts=cut)."
+            )
+        if cut:
+            warnings.append(
+                f"{cut} of the {count} {split} records are longer than data.block_size={self.block_size} tokens: "
+                f"their completions are cut to fit (raise data.block_size to keep them whole)."
+            )
+        return count, longest, warnings
+
+    def _label_set(self, train: Iterator[dict]) -> list[str] | None:
+        """The closed set of labels, if the completions form one (see the module's docstring):
+        counted as the records stream past, given up once there are more than data.max_labels."""
         if self.given_labels is not None:
             return [normalise(x) for x in self.given_labels]
-        distinct = sorted({normalise(r["completion"]) for r in train})
-        return distinct if len(distinct) <= self.max_labels and len(distinct) * 5 <= len(train) else None
+        distinct, count = set(), 0
+        for r in train:
+            count += 1
+            if len(distinct) <= self.max_labels:
+                distinct.add(normalise(r["completion"]))
+        return sorted(distinct) if len(distinct) <= self.max_labels and len(distinct) * 5 <= count else None
 
-    def _check_labels(self) -> None:
-        known = set(self.labels)
-        for split, records in self.records.items():
-            for r in records:
-                if normalise(r["completion"]) not in known:
-                    raise GenkitError(
-                        f"{r['where']} ({split}) has the label {r['completion']!r}, which the label set lacks "
-                        f"({len(known)} labels: {', '.join(sorted(known)[:10])}{', ...' if len(known) > 10 else ''})"
-                        f"; add it to data.labels or correct the record."
-                    )
+    def cache_dir(self) -> Path:
+        """Where the encoded rows live, named by the sources' checksums (or a dataset's
+        fingerprints) and every setting that changes a row."""
+        if self.dataset:
+            sources = {split: ds._fingerprint for split, (_, ds) in self._hf_splits().items()}
+        else:
+            sources = {split: sha256_of(path) for split, path in self._split_files().items()}
+        given = self._given_tokenizer()
+        key = {
+            "version": PAIR_CACHE_VERSION,
+            "sources": sources,
+            "settings": [self.tokenizer_kind, self.vocab_size, self.block_size, self.separator, self.read.prompt_key,
+                         self.read.completion_key, self.fractions, self.max_labels, self.given_labels,
+                         self.long_prompts, self.max_record_bytes],
+            "tokenizer": hashlib.sha256(json.dumps(given.to_json()).encode()).hexdigest() if given else None,
+        }  # fmt: skip
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return self.cache_root / f"{self.name}-{digest}"
+
+    def _prepare(self, cache: Path) -> None:
+        ranges = self._split_ranges()
+        folder = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            if not any(True for _ in self._records(ranges, "train")):
+                raise GenkitError(f"The training split of {self.name} has no records.")
+            tokenizer = self._given_tokenizer() or self._fit_tokenizer(self._records(ranges, "train"))
+            if tokenizer.vocab_size > self.vocab_size:
+                raise GenkitError(
+                    f"The {self.name} tokenizer has {tokenizer.vocab_size} tokens but data.vocab_size is "
+                    f"{self.vocab_size}; set data.vocab_size={tokenizer.vocab_size}."
+                )
+            self.tokenizer = tokenizer
+            self.labels = self._label_set(self._records(ranges, "train"))
+            dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32).name
+            meta = {"dtype": dtype, "rows": {}, "labels": self.labels, "warnings": []}
+            for split in ranges:
+                count, longest, warnings = self._write_split(folder, split, self._records(ranges, split), dtype)
+                meta["rows"][split] = count
+                meta["warnings"] += warnings
+                if split == "train":
+                    meta["longest_completion"] = longest
+            save_tokenizer(tokenizer, folder / "tokenizer.json")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finish_cache(folder, cache, meta)
 
     def setup(self, stage: str | None = None) -> None:
+        """Encode the records once into the cache (runs that start together wait for one
+        another), then read the rows from it, memory-mapped."""
         if self.rows:
             return
-        for split, rows in self._split_rows().items():
-            records = []
-            for where, row in rows:
-                prompt, completion = self.read(where, row)
-                records.append({"prompt": prompt, "completion": completion, "where": where, "row": row})
-            self.records[split] = records
-        if not self.records["train"]:
-            raise GenkitError(f"The training split of {self.name} has no records.")
-        self.tokenizer = self._given_tokenizer() or self._fit_tokenizer(self.records["train"])
-        if self.tokenizer.vocab_size > self.vocab_size:
-            raise GenkitError(
-                f"The {self.name} tokenizer has {self.tokenizer.vocab_size} tokens but data.vocab_size is "
-                f"{self.vocab_size}; set data.vocab_size={self.tokenizer.vocab_size}."
-            )
-        self.labels = self._label_set(self.records["train"])
-        if self.given_labels is not None:
-            self._check_labels()
-        self.rows = {split: self._encode(split, records) for split, records in self.records.items()}
-        self.longest_completion = max(len(ids) - p for p, ids in self.rows["train"])
+        from filelock import FileLock
+
+        cache = self.cache_dir()
+        if not (cache / "meta.json").is_file():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(cache.with_name(f".{cache.name}.lock"))):
+                if not (cache / "meta.json").is_file():
+                    self._prepare(cache)
+        meta = json.loads((cache / "meta.json").read_text())
+        for message in meta["warnings"]:
+            log.warning(message)
+        self.tokenizer = load_tokenizer(cache / "tokenizer.json")
+        self.labels, self.longest_completion = meta["labels"], meta["longest_completion"]
+        self.rows = {split: PairRows.load(cache, split, meta["dtype"]) for split in meta["rows"]}
+        self.records = {
+            split: read_records(cache / f"{split}.records.jsonl") for split in self.rows if split != "train"
+        }
 
     # ---- loaders ----------------------------------------------------------------------------
 
-    def _split(self, split: str) -> list[tuple[int, list[int]]]:
-        return self.rows.get(split) or self.rows["val"]
+    def _split(self, split: str) -> PairRows:
+        return self.rows[split] if len(self.rows.get(split) or ()) else self.rows["val"]
 
     def train_dataloader(self) -> DataLoader:
         rows = self.rows["train"]
-        lengths = torch.tensor([len(ids) for _, ids in rows]) if self.group_by_length else None
+        lengths = rows.lengths() if self.group_by_length else None
         return self.training_loader(
             PairBatches(rows, self.tokenizer.bos_id),
             per_process(self.trainer, self.batch_size),
@@ -364,7 +469,8 @@ class PairsDataModule(GenkitDataModule):
     def _evaluation_batches(self, split: str) -> PairBatches:
         # shortest first: each batch is padded to its longest row, and the loss is a token-weighted
         # mean, which the order does not change
-        return PairBatches(sorted(self._split(split), key=lambda row: len(row[1])), self.tokenizer.bos_id)
+        rows = self._split(split)
+        return PairBatches(rows, self.tokenizer.bos_id, order=np.argsort(rows.lengths().numpy(), kind="stable"))
 
     def val_dataloader(self) -> DataLoader:
         return self.evaluation_loader(self._evaluation_batches("val"), self.eval_batch_size)
@@ -377,6 +483,8 @@ class PairsDataModule(GenkitDataModule):
     def task_records(self, split: str) -> list[dict]:
         """The records of a split (test falls back to val), each {prompt, completion, where, row}."""
         self.setup()
+        if split == "train":
+            raise GenkitError("The training records are not kept in memory; genkit scores a task on val or test.")
         return self.records.get(split) or self.records["val"]
 
     # ---- the data contract: text in, text out -------------------------------------------------

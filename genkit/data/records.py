@@ -112,33 +112,34 @@ def _is_json_array(f, path: Path) -> bool:
     return head.startswith(b"[")
 
 
-def _json_lines(path: Path, max_bytes: int) -> list[tuple[str, Any]]:
+def _json_lines(path: Path, max_bytes: int) -> Iterator[tuple[str, Any]]:
     with path.open("rb") as f:
-        if _is_json_array(f, path):
-            return _json_array(f, path)
-        rows = []
+        if _is_json_array(f, path):  # one JSON list is one value: read whole
+            yield from _json_array(f, path)
+            return
         for number, raw in _lines(f, path, max_bytes):
             line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             try:
-                rows.append((f"{path} line {number}", json.loads(line)))
+                row = json.loads(line)
             except ValueError:
                 raise GenkitError(
                     f"{path} line {number} is not JSON ({line[:60]!r}): data=pairs reads JSON Lines (one object a "
                     f"line, .jsonl), CSV (.csv with a header row) or Parquet (.parquet)."
                 ) from None
-    return rows
+            yield f"{path} line {number}", row
 
 
-def _csv_rows(path: Path, max_bytes: int) -> list[tuple[str, Any]]:
+def _csv_rows(path: Path, max_bytes: int) -> Iterator[tuple[str, Any]]:
     limit = csv.field_size_limit()
     # a field may be as long as a record may (csv's own limit, 128 KiB, is process-wide: restored after)
     csv.field_size_limit(max(limit, max_bytes))
     try:
         with path.open("rb") as f:
             reader = csv.DictReader(_decoded_lines(f, path, max_bytes))
-            return [(f"{path} line {reader.line_num}", row) for row in reader]
+            for row in reader:
+                yield f"{path} line {reader.line_num}", row
     except csv.Error as err:
         raise GenkitError(
             f"{path} line {reader.line_num} is not CSV ({err}); give a header row and one record a line, quoting "
@@ -148,23 +149,38 @@ def _csv_rows(path: Path, max_bytes: int) -> list[tuple[str, Any]]:
         csv.field_size_limit(limit)
 
 
-def read_rows(path: Path, max_bytes: int = MAX_RECORD_BYTES) -> list[tuple[str, Any]]:
-    """(where, row) for each record of a JSON Lines, JSON, CSV or Parquet file; `where` names the
-    file and line for error messages. A line of JSON Lines or CSV longer than max_bytes is refused
-    (see the module's docstring)."""
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq  # here: only Parquet data needs it
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield f"{path} row {number}", row
+    except GenkitError:
+        raise
+    except Exception as err:  # pyarrow's own error types: whatever they are, the file is not Parquet
+        raise GenkitError(f"{path} is not a Parquet file ({type(err).__name__}: {err}).") from None
+
+
+def iter_rows(path: Path, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[tuple[str, Any]]:
+    """(where, row) for each record of a JSON Lines, JSON, CSV or Parquet file, read as it goes
+    (a JSON list excepted); `where` names the file and line for error messages. A line of JSON
+    Lines or CSV longer than max_bytes is refused (see the module's docstring)."""
     if not path.is_file():
         raise GenkitError(f"{path} does not exist; give a .jsonl, .csv or .parquet file of records.")
     if path.suffix == ".csv":
         return _csv_rows(path, max_bytes)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # here: only Parquet data needs it
-
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as err:  # pyarrow's own error types: whatever they are, the file is not Parquet
-            raise GenkitError(f"{path} is not a Parquet file ({type(err).__name__}: {err}).") from None
-        return [(f"{path} row {i + 1}", row) for i, row in enumerate(rows)]
+        return _parquet_rows(path)
     return _json_lines(path, max_bytes)
+
+
+def read_rows(path: Path, max_bytes: int = MAX_RECORD_BYTES) -> list[tuple[str, Any]]:
+    """iter_rows, all at once (a file of prompts to complete)."""
+    return list(iter_rows(path, max_bytes))
 
 
 class Pairs:

@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from genkit.data.pairs import PairBatches, PairsDataModule
+from genkit.data.pair_rows import PairBatches
+from genkit.data.pairs import PairsDataModule
 from genkit.data.records import chat_pair, read_rows
 from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
@@ -18,7 +19,8 @@ from tests.pairs_helpers import write_tiny_pairs
 
 
 def _module(tmp_path, **kw):
-    options = {"name": "pairs", "tokenizer": "char", "vocab_size": 200, "block_size": 48, **kw}
+    options = {"name": "pairs", "tokenizer": "char", "vocab_size": 200, "block_size": 48,
+               "cache_dir": str(tmp_path / "cache"), **kw}  # fmt: skip
     if not any(k in options for k in ("path", "files", "dataset")):
         options["path"] = str(write_tiny_pairs(tmp_path / "d"))
     dm = PairsDataModule(**options)
@@ -29,8 +31,9 @@ def _module(tmp_path, **kw):
 def test_targets_are_the_completion_and_its_end_only(tmp_path):
     dm = _module(tmp_path)
     x, y = PairBatches(dm.rows["train"], dm.tokenizer.bos_id).__getitems__([0, 1])
+    lines = (tmp_path / "d" / "train.jsonl").read_text().splitlines()
     for b, (prompt_len, ids) in enumerate(dm.rows["train"][:2]):
-        completion = dm.records["train"][b]["completion"]
+        completion = json.loads(lines[b])["completion"]
         assert (y[b, : prompt_len - 1] == IGNORE_INDEX).all()
         assert dm.tokenizer.decode(y[b, prompt_len - 1 : len(ids) - 2].tolist()) == completion
         assert y[b, len(ids) - 2] == dm.tokenizer.bos_id  # the closing end-of-text
@@ -69,14 +72,14 @@ def test_folder_csv_parquet_and_validation_name(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows[:4]), folder / "validation.parquet")
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     dm = _module(tmp_path, path=str(folder), prompt_key="q", completion_key="a")
-    assert [len(dm.records[s]) for s in ("train", "val", "test")] == [20, 4, 3]
+    assert [len(dm.rows[s]) for s in ("train", "val", "test")] == [20, 4, 3]
     assert dm.labels == ["no", "yes"]
 
 
 def test_one_file_is_cut_by_fractions_and_free_text_has_no_labels(tmp_path):
     folder = write_tiny_pairs(tmp_path / "t", "text")
     dm = _module(tmp_path, path=str(folder / "train.jsonl"), fractions={"train": 0.8, "val": 0.1, "test": 0.1})
-    assert [len(dm.records[s]) for s in ("train", "val", "test")] == [48, 6, 6]
+    assert [len(dm.rows[s]) for s in ("train", "val", "test")] == [48, 6, 6]
     assert dm.labels is None
 
 
@@ -128,7 +131,7 @@ def test_a_hugging_face_dataset_folder(tmp_path):
     splits = {"train": rows[:20], "validation": rows[20:22], "test": rows[22:]}
     datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()}).save_to_disk(tmp_path / "hf")
     dm = _module(tmp_path, dataset=str(tmp_path / "hf"), prompt_key="q", completion_key="a")
-    assert [len(dm.records[s]) for s in ("train", "val", "test")] == [20, 2, 2]
+    assert [len(dm.rows[s]) for s in ("train", "val", "test")] == [20, 2, 2]
     assert dm.labels == ["answer 0", "answer 1", "answer 2", "answer 3"]
 
 
@@ -190,7 +193,7 @@ def test_a_line_over_max_record_bytes_is_refused_by_its_number_without_reading_i
 
     folder = _jsonl(tmp_path / "d", GOOD)
     longest = max(len(line) for line in (folder / "train.jsonl").read_bytes().splitlines(keepends=True))
-    assert _module(tmp_path, path=str(folder), max_record_bytes=longest).records["train"]  # just fits, line end and all
+    assert _module(tmp_path, path=str(folder), max_record_bytes=longest).rows["train"]  # just fits, line end and all
     with pytest.raises(GenkitError, match=f"is longer than data.max_record_bytes={longest - 1} bytes"):
         _module(tmp_path, path=str(folder), max_record_bytes=longest - 1)
     with open(folder / "train.jsonl", "a") as f:
@@ -225,5 +228,39 @@ def test_a_utf8_byte_order_mark_is_skipped(tmp_path, suffix):
     path = tmp_path / f"train{suffix}"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # as Excel and Notepad write UTF-8
     dm = _module(tmp_path, path=str(path), fractions={"train": 1.0})
-    assert len(dm.records["train"]) == 20
-    assert (dm.records["train"][0]["prompt"], dm.records["train"][0]["completion"]) == ("café 0", "no")
+    assert len(dm.rows["train"]) == 20
+    assert dm.tokenizer.decode(dm.rows["train"][0][1]) == "\ncafé 0no\n"  # [eot] prompt completion [eot]
+    assert (dm.records["val"][0]["prompt"], dm.records["val"][0]["completion"]) == ("café 19", "yes")
+
+
+@pytest.mark.slow
+def test_records_several_times_a_memory_cap_encode_within_it(tmp_path):
+    """150,000 records under a cap of 100 MB of data memory over what the process holds after its
+    imports: every record as a dict and every row as a list of ints (before) is ~400 MB here."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for split, n in (("train", 150_000), ("val", 500), ("test", 500)):
+        with open(folder / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                f.write(json.dumps({"prompt": f"item {i} of the records, " * 2, "completion": "xy"[i % 2]}))
+                f.write("\n")
+    script = (
+        "import resource\n"
+        "from genkit.data.pairs import PairsDataModule\n"
+        f"dm = PairsDataModule(name='pairs', tokenizer='char', vocab_size=200, block_size=128, path={str(folder)!r}, "
+        f"cache_dir={str(tmp_path / 'cache')!r})\n"
+        "used = int(open('/proc/self/status').read().split('VmData:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_DATA, (used + 100_000_000, resource.RLIM_INFINITY))\n"
+        "dm.setup()\n"
+        "print('ROWS', len(dm.rows['train']), dm.labels, len(dm.records['test']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ROWS 150000 ['x', 'y'] 500" in out.stdout
