@@ -7,6 +7,7 @@ inputs it can generate from (GenkitDataModule.input_options). The command's conf
 (genkit.commands.options), so adding an option is one edit.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,15 +30,51 @@ def whole_number(low: int) -> Rule:
 
 
 def number(test: Callable[[float], bool], words: str) -> Rule:
-    return Rule(lambda v: isinstance(v, int | float) and not isinstance(v, bool) and test(v), words)
+    """A finite number (an int within a float's range, or a float but inf and nan) that passes
+    `test`. `words` say the range ("a number of at least 0") and the error says "a finite number
+    of at least 0": inf passes range tests (inf >= 0), so this rule refuses it for every caller."""
+    return Rule(
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and _finite(v) and test(v),
+        words.replace("a number", "a finite number", 1),
+    )
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number past the largest float (JSON's 1 followed by 400 zeros)
+        return False
 
 
 def one_of(*choices) -> Rule:
     return Rule(lambda v: v in choices, f"one of {', '.join(str(c).lower() for c in choices)}")
 
 
+def lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in a string, or in the strings of nested lists and dicts (walked
+    without recursion: JSON nests as deep as a body is long), written as its escape, \\udxxx.
+    It is half of a UTF-16 pair, no character: JSON's "\\ud800" decodes to one, and so do bytes
+    that are not UTF-8 on a command line. No tokenizer encodes it, no UTF-8 output can hold it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return f"\\u{ord(item[err.start]):04x}"
+        elif isinstance(item, dict):
+            stack.extend([*item.keys(), *item.values()])
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
-TEXT = Rule(lambda v: isinstance(v, str), "text")
+TEXT = Rule(
+    lambda v: isinstance(v, str) and lone_surrogate(v) is None,
+    "text, in UTF-8 (a lone surrogate such as \\ud800 is no character)",
+)
 MODULE_PREFIXES = Rule(
     lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(isinstance(p, str) for p in v),
     "a list of module prefixes, e.g. [my_project.models.]",

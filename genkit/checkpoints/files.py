@@ -4,6 +4,7 @@ writing it atomically. Rebuilding the model a checkpoint holds is genkit.trainin
 import contextlib
 import logging
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -112,26 +113,78 @@ def is_intact(path: Path) -> bool:
         return False
 
 
-def newest_intact(candidates: list[Path], run_dir: Path) -> Path | None:
-    """The newest of a run's states (last.ckpt, hpc_ckpt_*) if it is intact; else the newest
-    intact step_*.ckpt, saying which file was damaged; None when the run has no state. A run whose
-    every checkpoint is damaged stops in one paragraph: starting over would overwrite them."""
-    if not candidates:
-        return None
-    newest = max(candidates, key=lambda p: p.stat().st_mtime)
-    if is_intact(newest):
-        return newest
-    steps = sorted((run_dir / "checkpoints").glob("step_*.ckpt"), key=lambda p: p.name, reverse=True)
-    good = next((p for p in steps if is_intact(p)), None)
-    size = f"{_size(newest)} bytes" if _size(newest) else "empty"
-    if good is None:
-        raise CheckpointError(
-            f"Cannot resume {run_dir}: its checkpoint {newest} is damaged ({size}; a full disk or a copy cut short) "
-            f"and it has no intact step_*.ckpt to resume from instead. Train in a new directory (leave out "
-            f"hydra.run.dir), or pass resume=<a good checkpoint of this run>."
+# what Lightning needs to resume training, beside the weights: a file without them (a `genkit
+# export`, a safetensors folder) holds a model, not a run that can go on
+TRAINING_STATE = ("pytorch-lightning_version", "global_step", "loops", "optimizer_states")
+STEP_FILE = re.compile(r"step_(\d+)\.ckpt")
+
+
+class NotResumable(CheckpointError):
+    """A checkpoint that cannot resume training: damaged, unreadable, or weights alone."""
+
+    def __init__(self, path: Path, problem: str, weights_only: bool = False):
+        super().__init__(f"{path} {problem}")
+        self.path, self.problem, self.weights_only = path, problem, weights_only
+
+
+def training_step(path: Path) -> int:
+    """The global step of a checkpoint that can resume training, read as data (weights_only) and
+    memory-mapped, so that its tensors are not read; NotResumable says why another cannot."""
+    if is_safetensors_folder(path):
+        raise NotResumable(path, "holds a model's weights without their training state", weights_only=True)
+    if not is_intact(path):
+        size = _size(path)
+        raise NotResumable(
+            path, f"is damaged ({f'{size} bytes' if size else 'empty'}, a full disk or a copy cut short)"
         )
-    log.warning("%s is damaged (%s, a full disk or a copy cut short): resuming from %s instead.", newest, size, good)
-    return good
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch.load raises many types for damaged files
+        raise NotResumable(path, f"cannot be read ({first_line(err)})") from None
+    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in TRAINING_STATE):
+        raise NotResumable(path, "holds a model's weights without their training state", weights_only=True)
+    if not isinstance(checkpoint["global_step"], int):
+        raise NotResumable(path, f"has no step (global_step={checkpoint['global_step']!r})")
+    return checkpoint["global_step"]
+
+
+def newest_training_state(run_dir: Path) -> tuple[Path, int] | None:
+    """The checkpoint a run in run_dir resumes from, and its step: of last.ckpt, the hpc_ckpt_*.ckpt
+    that Lightning writes when SLURM signals a requeue, and the step_*.ckpt files, the intact one of
+    the highest global step (at a tie last.ckpt or hpc_ckpt_*, written later in the step). Lightning
+    writes a step's step_*.ckpt before its last.ckpt, so a kill between the two leaves the step file
+    newer. Each step file's name gives its step, so only the files tried are opened; a damaged one
+    is named in a warning. None when the run has no checkpoint; a run whose every checkpoint is
+    damaged stops in one paragraph, since starting over would overwrite them."""
+    folder = run_dir / "checkpoints"
+    named = [p for p in (folder / LAST, *sorted(run_dir.glob("hpc_ckpt_*.ckpt"))) if p.is_file()]
+    steps = [(int(m.group(1)), p) for p in folder.glob("step_*.ckpt") if (m := STEP_FILE.fullmatch(p.name))]
+    if not named and not steps:
+        return None
+    # (step, 1 for a named state that wins a tie, its mtime, path), newest first; a named state that
+    # cannot be read is left out at once, each step file when its turn comes
+    order, skipped = [], []
+    for path in named:
+        try:
+            order.append((training_step(path), 1, path.stat().st_mtime, path))
+        except NotResumable as err:
+            skipped.append(err)
+    order += [(step, 0, 0.0, path) for step, path in steps]
+    for step, is_named, _, path in sorted(order, key=lambda c: c[:3], reverse=True):
+        if not is_named:
+            try:
+                step = training_step(path)
+            except NotResumable as err:
+                skipped.append(err)
+                continue
+        for err in skipped:
+            log.warning("%s: resuming from %s instead.", err, path)
+        return path, step
+    raise CheckpointError(  # every candidate was skipped
+        f"Cannot resume {run_dir}: its checkpoint {skipped[0]}, and it has no intact step_*.ckpt to "
+        f"resume from instead. Train in a new directory (leave out hydra.run.dir), or pass resume=<a good "
+        f"checkpoint of this run>."
+    )
 
 
 def config_of(checkpoint: dict[str, Any], path: str | Path) -> DictConfig:
@@ -144,6 +197,24 @@ def config_of(checkpoint: dict[str, Any], path: str | Path) -> DictConfig:
         )
     # classes that moved since the checkpoint was written open under their current names
     return OmegaConf.create(with_current_targets(meta["config"]))
+
+
+# what a failed write says when it does not come as an OSError: torch's zip writer reports a full
+# disk as a RuntimeError ("PytorchStreamWriter failed writing file data/0: file write failed", or
+# "unexpected pos" when a write stopped part way), safetensors as a SafetensorError naming the OS error
+WRITE_FAILURES = ("file write failed", "unexpected pos", "No space left on device", "Disk quota exceeded")
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """Whether err is a file failing to be written (a full disk, a read-only folder), not a bug."""
+    return isinstance(err, OSError) or any(words in str(err) for words in WRITE_FAILURES)
+
+
+def write_failure(err: BaseException) -> str:
+    """`TypeName: what the OS said` for the paragraph that reports a failed write."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{type(err).__name__}: {err.strerror}"
+    return first_line(err)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -169,11 +240,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        except OSError as err:
+        except Exception as err:
+            if not is_write_failure(err):
+                raise
             with contextlib.suppress(OSError):  # the cleanup must not hide what went wrong
                 tmp.unlink(missing_ok=True)
             raise CheckpointWriteError(
-                f"Could not write the checkpoint {path} ({type(err).__name__}: {err.strerror or err}). Make "
+                f"Could not write the checkpoint {path} ({write_failure(err)}). Make "
                 f"{path.parent} writable (or free space on its disk); training stopped, and the checkpoints "
                 f"already there are intact."
             ) from None

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from genkit.checkpoints.starting_weights import network_setting, starting_checkpoint
-from genkit.errors import GenkitError
+from genkit.errors import CheckpointError, GenkitError, first_line
 
 # what genkit fetches from a hub repository: the config, safetensors weights (one file, or shards
 # and their index) and the tokenizer; never *.bin pickles, never code (*.py)
@@ -69,9 +69,9 @@ def safetensors_files(name_or_path: str) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / shard for shard in shards]
+        return [_intact(folder / shard) for shard in shards]
     if (folder / "model.safetensors").is_file():
-        return [folder / "model.safetensors"]
+        return [_intact(folder / "model.safetensors")]
     pickled = [name for name in PICKLED_WEIGHTS if (folder / name).is_file()]
     if pickled or not _local(name_or_path):
         only = f", only {pickled[0]}" if pickled else ""
@@ -82,6 +82,24 @@ def safetensors_files(name_or_path: str) -> list[Path]:
             f"safe_serialization=True)), or pick a repository that ships model.safetensors."
         )
     raise GenkitError(f"{folder} holds no model.safetensors; it is not a Hugging Face checkpoint folder.")
+
+
+def _intact(path: Path) -> Path:
+    """path, once its header is read: safetensors checks there that the tensors it lists cover the
+    file exactly, so a file cut short (a download or copy interrupted, a full disk) is named here in
+    one paragraph rather than failing inside the model's constructor or transformers' loader."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as err:  # a missing shard, a truncated or foreign file: all end the same for the user
+        raise CheckpointError(
+            f"The weights file {path} cannot be read ({first_line(err)}): it is damaged (a download or copy cut "
+            f"short, a full disk), missing, or not a safetensors file. Download or copy it again (a file from the "
+            f"hub: delete it from the Hugging Face cache first), or point model.init_from at an intact copy."
+        ) from None
+    return path
 
 
 @lru_cache

@@ -12,8 +12,15 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from genkit.checkpoints.files import LAST, newest_intact, resolve_checkpoint
-from genkit.errors import GenkitError, Interrupted, first_line
+from genkit.checkpoints.files import (
+    LAST,
+    NotResumable,
+    newest_training_state,
+    resolve_checkpoint,
+    training_step,
+)
+from genkit.checkpoints.safetensors_folder import is_safetensors_folder
+from genkit.errors import CheckpointError, GenkitError, Interrupted, first_line
 from genkit.runs.lock import GUARD_FILE, lock_run_directory
 from genkit.runs.plots import plot_curves
 from genkit.runs.status import STATUS_FILE, write_status
@@ -69,15 +76,49 @@ class _LastValidation(L.Callback):
             self.step = trainer.global_step
 
 
-def resume_path(cfg: DictConfig) -> Path | None:
-    """`resume=<run dir or ckpt>` if given, else this run directory's newest state: its last.ckpt,
-    or the hpc_ckpt_*.ckpt that Lightning writes when SLURM signals a requeue, if newer."""
-    if cfg.get("resume"):
-        return resolve_checkpoint(cfg.resume, cfg.paths.log_dir)
-    run_dir = Path(cfg.paths.output_dir)
-    candidates = [p for p in (run_dir / "checkpoints" / LAST, *run_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
-    # a damaged newest state (a zero-byte last.ckpt after a full disk): the newest good step_*.ckpt
-    return newest_intact(candidates, run_dir)
+def resume_path(cfg: DictConfig) -> tuple[Path, str] | None:
+    """The checkpoint this run resumes from, and the words of the log line that names it: in a run
+    directory (`resume=<run dir>`, or this run's own when resume= is not given) the intact
+    checkpoint of the highest global step, whichever file it is (newest_training_state); a file
+    that `resume=` names, as given. None: a new run."""
+    given = cfg.get("resume")
+    if not given:
+        run_dir = Path(cfg.paths.output_dir)
+    else:
+        path = Path(str(given)).expanduser()
+        run_dir = path.parent if path.name == "checkpoints" else path
+        if not (run_dir / "checkpoints").is_dir() or is_safetensors_folder(path):
+            # a file (or a safetensors export, or a folder without checkpoints/): its own errors
+            ckpt = resolve_checkpoint(path, cfg.paths.log_dir, "last" if path.is_dir() else None)
+            return ckpt, f"global step {_resumable_step(ckpt, given)}"
+    found = newest_training_state(run_dir)
+    if found is None:
+        if given:
+            raise CheckpointError(
+                f"resume={given} names a run directory without checkpoints ({run_dir / 'checkpoints'} holds no "
+                f"{LAST} or step_*.ckpt); pass the directory of a run that saved one, or leave out resume= to "
+                f"start a new run."
+            )
+        return None
+    ckpt, step = found
+    return ckpt, f"global step {step}, the newest intact checkpoint in {ckpt.parent}"
+
+
+def _resumable_step(ckpt: Path, given) -> int:
+    try:
+        return training_step(ckpt)
+    except NotResumable as err:
+        if not err.weights_only:  # damaged or unreadable
+            raise CheckpointError(
+                f"Cannot resume from resume={given}: {err}. Pass resume=<its run directory> to resume from the "
+                f"newest intact checkpoint there, or another checkpoint file."
+            ) from None
+        raise CheckpointError(
+            f"resume={given} holds a model's weights without its training state (optimizer, learning-rate "
+            f"schedule, step: an export of `genkit export` is such a file), so there is no run to resume from "
+            f"it. To start a new run from these weights, pass model.init_from={given} instead of resume=; to go "
+            f"on with a run, pass resume=<its run directory>."
+        ) from None
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -125,9 +166,11 @@ def _curves(run_dir: Path, metric: str | None) -> Path | None:
 
 def _fit(cfg: DictConfig, parts) -> dict[str, float]:
     trainer = parts.trainer
-    ckpt = resume_path(cfg)
-    if ckpt is not None:
-        log.info("Resuming from %s", ckpt)
+    resume = resume_path(cfg)
+    ckpt = None
+    if resume is not None:
+        ckpt, which = resume
+        log.info("Resuming from %s (%s)", ckpt, which)
     last_validation, exceptions = _LastValidation(), _Exceptions()
     trainer.callbacks.extend([last_validation, exceptions])
     try:

@@ -1,7 +1,9 @@
 """What every export format receives (one run, rebuilt and with its LoRA adapters merged where
-asked) and how a format's folder is put in place without losing what was there before."""
+asked), how a format's folder is put in place without losing what was there before, and how an
+earlier export is told from anything else (overwrite=true replaces only those)."""
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -9,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from genkit.checkpoints.files import is_write_failure, write_failure
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
@@ -44,6 +48,40 @@ def exported_record(run: Exported) -> dict[str, Any]:
     }
 
 
+# written into every exported folder: the files the export put there, so that overwrite=true
+# replaces a folder only when all it holds is what an export wrote (hidden: the libraries that
+# open the folder, and their users, need not see it)
+MARKER = ".genkit-export.json"
+
+
+def is_export(path: Path) -> bool:
+    """Whether `path` is what `genkit export` wrote, with nothing added: a folder whose marker lists
+    every file in it, or a checkpoint whose genkit metadata says where it was exported from."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        try:
+            listed = set(json.loads((path / MARKER).read_text())["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return set(_files_in(path)) - {MARKER} <= listed
+    if not path.is_file():  # a FIFO or a device would block torch.load
+        return False
+    try:
+        # memory-mapped: only the metadata is read, not the weights; a file that is not a
+        # checkpoint (or a damaged one) fails to open, and is then not an export
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    meta = checkpoint.get("genkit") if isinstance(checkpoint, dict) else None
+    return isinstance(meta, dict) and "exported_from" in meta
+
+
+def _files_in(folder: Path) -> list[str]:
+    """Everything in folder but its sub-folders, as paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
+
+
 class FormatUnsupported(GenkitError):
     """The run's family or network has no form in the format asked for."""
 
@@ -60,6 +98,7 @@ def write_folder(out: Path, fill: Callable[[Path], None]) -> Path:
     tmp.mkdir()
     try:
         fill(tmp)
+        (tmp / MARKER).write_text(json.dumps({"written_by": "genkit export", "files": _files_in(tmp)}, indent=1))
         # safetensors creates its files readable by their owner alone (0600): give every file the
         # permissions the user's umask gives new files, as any other file they write
         umask = os.umask(0)
@@ -69,10 +108,12 @@ def write_folder(out: Path, fill: Callable[[Path], None]) -> Path:
         if out.exists() or out.is_symlink():
             os.replace(out, old)
         os.replace(tmp, out)
-    except OSError as err:
+    except Exception as err:
+        if not is_write_failure(err):
+            raise
         raise GenkitError(
-            f"Could not write the export to {out} ({type(err).__name__}: {err.strerror or err}); pass out=<a folder "
-            f"you can write> (the run itself is unchanged)."
+            f"Could not write the export to {out} ({write_failure(err)}); pass out=<a folder you can write, on a "
+            f"disk with space> (the run itself is unchanged)."
         ) from None
     finally:
         with contextlib.suppress(OSError):

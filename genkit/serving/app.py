@@ -2,9 +2,10 @@
 completions shape (text) or /v1/images (images), /health, /v1/models and the page at /.
 
 Every refusal is a 4xx JSON error in OpenAI's shape that names the field (`param`) and the
-limit; a request that fails never stops the server. With an API key, every request but the page
-itself (static HTML holding nothing of the model) must carry it, as `Authorization: Bearer <key>`
-(what OpenAI's clients send) or `X-API-Key: <key>`.
+limit, text that is not Unicode (a lone surrogate of JSON's \\ud800 escapes) included; a fault
+of the server's is a 500 in the same shape; a request that fails never stops the server. With an
+API key, every request but the page itself (static HTML holding nothing of the model) must carry
+it, as `Authorization: Bearer <key>` (what OpenAI's clients send) or `X-API-Key: <key>`.
 """
 
 import asyncio
@@ -25,7 +26,7 @@ from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
 from genkit.serving.batcher import Batcher, Job
-from genkit.serving.fields import RequestError
+from genkit.serving.fields import RequestError, check_text
 from genkit.serving.images import image_fields, images_body, read_images_request, run_image_batch
 from genkit.serving.text import (
     chunk_body,
@@ -83,6 +84,13 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
                   f"GET /v1/models and POST {endpoint}."  # fmt: skip
         return JSONResponse(RequestError(message, None, err.status_code).body(), status_code=err.status_code)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, err: Exception) -> JSONResponse:
+        # a fault of the server's, not of the request: still OpenAI's JSON error, never plain text
+        # (Starlette sends this answer, then logs the traceback)
+        message = f"The server failed on this request ({type(err).__name__}); its log says why."
+        return JSONResponse(RequestError(message, None, 500, "server_error").body(), status_code=500)
+
     def check_key(request: Request) -> None:
         if settings.api_key is None:
             return
@@ -106,9 +114,14 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
             if len(body) > limit:
                 raise _too_big(limit)
         try:
-            return json.loads(body or b"{}")
+            parsed = json.loads(body or b"{}")
         except (ValueError, UnicodeDecodeError) as err:
             raise RequestError(f"The request body is not JSON ({err}).", "body") from None
+        except RecursionError:
+            raise RequestError("The request body nests lists or objects too deeply; send a flat object of "
+                               "fields.", "body") from None  # fmt: skip
+        check_text(parsed)
+        return parsed
 
     async def answer(job: Job) -> Any:
         try:
@@ -130,7 +143,7 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
     async def health(request: Request) -> dict:
         check_key(request)
         batcher = state["batcher"]
-        return {"status": "ok", "model": settings.model_id, "queued": batcher.queue.qsize(), "busy": batcher.busy}
+        return {"status": "ok", "model": settings.model_id, "queued": batcher.waiting, "busy": batcher.busy}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict:

@@ -55,6 +55,9 @@ class Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genkit-model")
         self.batches = itertools.count()  # batches run so far (for /health)
         self.busy = False
+        # requests submitted and not yet handed to the model: in the queue or in a batching window
+        # (for /health; the queue alone is empty while a window collects)
+        self.waiting = 0
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -70,6 +73,7 @@ class Batcher:
     def submit(self, payload: Any, rows: int, stream: bool = False) -> Job:
         job = Job(payload, rows, asyncio.get_running_loop(), stream)
         self.queue.put_nowait(job)
+        self.waiting += 1
         return job
 
     async def _collect(self, first: Job) -> tuple[list[Job], bool]:
@@ -101,6 +105,7 @@ class Batcher:
             if first is None:
                 break
             jobs, stopping = await self._collect(first)
+            self.waiting -= len(jobs)
             jobs = [job for job in jobs if not job.result.done()]  # a client that gave up
             if not jobs:
                 continue

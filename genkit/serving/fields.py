@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genkit.errors import GenkitError
-from genkit.options import Option, Rule
+from genkit.options import Option, Rule, lone_surrogate
 
 
 class RequestError(GenkitError):
@@ -62,6 +62,29 @@ def read_fields(body: Any, fields: Mapping[str, Field], ignored: tuple[str, ...]
             f"{unknown[0]!r} is not a field this endpoint takes; it takes {', '.join(fields)}.", unknown[0]
         )
     return {name: field.read(name, body) for name, field in fields.items()}
+
+
+def check_text(body: Any) -> None:
+    """Every string of a request body, keys included, must be Unicode text. JSON's escapes let a
+    client send half of a UTF-16 surrogate pair alone ("\\ud800"), which decodes to no character:
+    no tokenizer encodes it and no UTF-8 response can echo it, so it is refused by its field."""
+    if not isinstance(body, dict):
+        return  # read_fields refuses a body that is not an object, whatever it holds
+    for key, value in body.items():
+        if lone_surrogate(key) is not None:
+            # the key itself cannot be named in a UTF-8 answer: its escaped form says which
+            raise RequestError(_not_text(f"A field name ({key!r})", lone_surrogate(key)), "body")
+        found = lone_surrogate(value)
+        if found is not None:
+            raise RequestError(_not_text(key, found), key)
+
+
+def _not_text(what: str, surrogate: str) -> str:
+    return (
+        f"{what} is not valid text: it holds {surrogate}, one half of a UTF-16 surrogate pair without the other, "
+        f"which is no character. Send the text as UTF-8, or escape a character beyond U+FFFF as both halves of "
+        f"its pair (\\ud83d\\ude00)."
+    )
 
 
 def whole_number_up_to(low: int, high: int) -> Rule:

@@ -88,13 +88,14 @@ def test_safetensors_export_samples_and_evaluates_without_pickle(tmp_path, reque
 
 
 def test_overwrite_replaces_an_existing_export(tmp_path, tiny_gan_checkpoint):
+    # (a folder that an export did not write is never replaced: tests/cli/test_export_guards.py)
     out = tmp_path / "st"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    export(tmp_path, tiny_gan_checkpoint, "format=safetensors", f"out={out}")
+    (out / "model.safetensors").write_bytes(b"")
     refused = cli_in_process("export", f"ckpt={tiny_gan_checkpoint}", "format=safetensors", f"out={out}", cwd=tmp_path)
-    assert refused.returncode == 2 and (out / "keep.txt").read_text() == "mine"
+    assert refused.returncode == 2 and (out / "model.safetensors").read_bytes() == b""
     export(tmp_path, tiny_gan_checkpoint, "format=safetensors", f"out={out}", "overwrite=true")
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert (out / "model.safetensors").stat().st_size > 0
     (tmp_path / "new.txt").write_text("")  # the export's files have the permissions of any new file
     assert (out / "model.safetensors").stat().st_mode == (tmp_path / "new.txt").stat().st_mode
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left

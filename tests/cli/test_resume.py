@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import torch
 
 from genkit.checkpoints.files import AtomicCheckpointIO, CheckpointWriteError, load_checkpoint
 from genkit.commands.train import train
+from tests.cli.hold import hold_at
+from tests.cli.test_bad_input import assert_one_paragraph
 from tests.helpers import REPO, TINY_IMAGE_RUN, cli_in_process, make_cfg, run_cli, wait_for
 
 
@@ -87,8 +91,18 @@ def start_training(tmp_path, root, *extra, max_steps: int = 100000) -> tuple[sub
         f"hydra.run.dir={run}",
         *extra,
     ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the callbacks of tests.cli.hold
     with open(tmp_path / "train.log", "w") as log:  # the child process keeps its own handle
-        return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT), run
+        return subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env), run
+
+
+def newest_state(run) -> tuple[object, int]:
+    """What resume must take after a kill: the checkpoint of the highest global step, last.ckpt at
+    a tie; every file is loaded whole (atomic writes leave no half-written one)."""
+    files = [run / "checkpoints" / "last.ckpt", *(run / "checkpoints").glob("step_*.ckpt")]
+    steps = {path: ckpt_step(path) for path in files if path.exists()}
+    newest = max(steps, key=lambda path: (steps[path], path.name == "last.ckpt"))
+    return newest, steps[newest]
 
 
 @pytest.mark.slow
@@ -100,7 +114,9 @@ def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    saved = ckpt_step(run / "checkpoints" / "last.ckpt")  # loadable: never half-written
+    # wherever the kill fell, even between a step's step_*.ckpt and its last.ckpt (written in that
+    # order), the newest state by global step is intact and at most one interval old
+    newest, saved = newest_state(run)
     assert saved >= 15 and saved % 5 == 0
     out = run_cli(
         "train",
@@ -113,10 +129,75 @@ def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in out.stdout
+    assert f"Resuming from {newest} (global step {saved}," in out.stdout, out.stdout[-2000:]
     assert ckpt_step(run / "checkpoints" / "last.ckpt") == saved + 3
     # a write that kill -9 cut short leaves a temporary file; the resumed run clears it
     assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+def trained_to_6_killed_before_last(tmp_path, root) -> tuple[object, object]:
+    """A run as kill -9 leaves it between Lightning's two writes of step 6: step_0000006.ckpt
+    written, last.ckpt still of step 4 (copied from step_0000004.ckpt, as it was then)."""
+    cfg = tiny_gan(tmp_path, root, "trainer.max_steps=6", "trainer.max_epochs=-1",
+                   "callbacks.model_checkpoint.every_n_train_steps=2")  # fmt: skip
+    train(cfg)
+    checkpoints = tmp_path / "outputs" / "run" / "checkpoints"
+    shutil.copyfile(checkpoints / "step_0000004.ckpt", checkpoints / "last.ckpt")
+    assert ckpt_step(checkpoints / "last.ckpt") == 4 and ckpt_step(checkpoints / "step_0000006.ckpt") == 6
+    return checkpoints.parent, checkpoints
+
+
+def test_resume_takes_a_step_checkpoint_newer_than_last_and_says_so(tmp_path, tiny_data_root):
+    run, checkpoints = trained_to_6_killed_before_last(tmp_path, tiny_data_root)
+    seen = tmp_path / "resumed_batches.txt"
+    out = cli_in_process("train", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "trainer.max_steps=8",
+                         "trainer.max_epochs=-1", "callbacks.model_checkpoint.every_n_train_steps=2",
+                         f"+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {seen}}}",
+                         f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"Resuming from {checkpoints / 'step_0000006.ckpt'} (global step 6, the newest intact" in said, said
+    # it trained steps 7 and 8 only (from last.ckpt it would have trained 5 to 8)
+    assert [line.split()[0] for line in seen.read_text().splitlines()] == ["6", "7"]
+    assert ckpt_step(checkpoints / "last.ckpt") == 8
+
+
+def test_resume_given_a_run_directory_takes_its_newest_intact_checkpoint(tmp_path, tiny_data_root):
+    """resume=<run dir> from another directory: the same rule, and a damaged newer file is named."""
+    run, checkpoints = trained_to_6_killed_before_last(tmp_path / "a", tiny_data_root)
+    (checkpoints / "step_0000008.ckpt").write_bytes(b"")  # newer still, but empty: skipped, and said
+    new_run = tmp_path / "b"
+    out = cli_in_process("train", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "trainer.max_steps=7",
+                         "trainer.max_epochs=-1", f"resume={run}", f"hydra.run.dir={new_run}",
+                         cwd=tmp_path)  # fmt: skip
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{checkpoints / 'step_0000008.ckpt'} is damaged (empty" in said, said
+    assert f"Resuming from {checkpoints / 'step_0000006.ckpt'} (global step 6," in said, said
+    assert ckpt_step(new_run / "checkpoints" / "last.ckpt") == 7
+    assert ckpt_step(checkpoints / "last.ckpt") == 4  # the other run's files are only read
+
+
+def test_resume_from_an_export_names_model_init_from(tmp_path, tiny_gan_checkpoint, tiny_data_root):
+    """A `genkit export` holds weights without trainer state: today's KeyError, now one paragraph."""
+    exported = tmp_path / "exported.ckpt"
+    folder = tmp_path / "exported_safetensors"
+    for out, fmt in ((exported, "ckpt"), (folder, "safetensors")):
+        made = cli_in_process("export", f"ckpt={tiny_gan_checkpoint}", f"out={out}", f"format={fmt}", cwd=tmp_path)
+        assert made.returncode == 0, made.stderr[-3000:]
+        refused = cli_in_process("train", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, f"resume={out}",
+                                 f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+        assert_one_paragraph(refused, [f"resume={out}", "without its training state", f"model.init_from={out}"])
+        assert "KeyError" not in refused.stderr
+    assert not (tmp_path / "run").exists()  # refused before a run directory was made (or it was removed)
+
+
+def test_resume_from_a_damaged_file_says_to_pass_the_run_directory(tmp_path, tiny_data_root):
+    empty = tmp_path / "cut_short.ckpt"
+    empty.write_bytes(b"")
+    refused = cli_in_process("train", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, f"resume={empty}",
+                             f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert_one_paragraph(refused, [f"resume={empty}", "is damaged (empty", "resume=<its run directory>"])
 
 
 @pytest.mark.slow
@@ -124,10 +205,16 @@ def test_kill_9_mid_epoch_loses_at_most_one_interval(tmp_path, tiny_data_root):
     "signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 0)], ids=["TERM", "INT", "USR1"]
 )
 def test_signals_save_and_print_a_resume_command_that_works(tmp_path, tiny_data_root, signum, code):
-    proc, run = start_training(tmp_path, tiny_data_root, max_steps=400)
-    assert wait_for(lambda: (run / "checkpoints" / "step_0000010.ckpt").exists(), timeout=600)
-    proc.send_signal(signum)
-    assert proc.wait(timeout=120) == code
+    # held at step 10 until the signal is sent, so that it always arrives mid-run, before max_steps
+    hold, held, release = hold_at(10, tmp_path)
+    proc, run = start_training(tmp_path, tiny_data_root, hold, max_steps=400)
+    try:
+        assert wait_for(lambda: held.exists() or proc.poll() is not None, timeout=600)
+        assert held.exists(), (tmp_path / "train.log").read_text()[-3000:]
+        proc.send_signal(signum)
+    finally:
+        release.touch()
+    assert proc.wait(timeout=300) == code, (tmp_path / "train.log").read_text()[-3000:]
     log = (tmp_path / "train.log").read_text()
     step = ckpt_step(run / "checkpoints" / "last.ckpt")
     assert step >= 10
@@ -141,7 +228,8 @@ def test_signals_save_and_print_a_resume_command_that_works(tmp_path, tiny_data_
     (command,) = [line.split("To resume, run: ", 1)[1] for line in log.splitlines() if "To resume, run: " in line]
     args = shlex.split(command)
     assert args[:2] == ["genkit", "train"] and f"hydra.run.dir={run}" in args
-    out = run_cli(*args[1:], cwd=tmp_path)  # exactly as printed
+    # exactly as printed (its +callbacks.hold, whose release file exists, is imported from tests.cli.hold)
+    out = run_cli(*args[1:], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in out.stdout
     assert ckpt_step(run / "checkpoints" / "last.ckpt") == 400

@@ -13,7 +13,7 @@ LIMITS = {"max_n": 4, "max_tokens": 12, "max_steps": 3}
 
 def client_for(run, **settings) -> TestClient:
     model, data, _ = run
-    app = build_app(model, data, Settings(model_id="tiny", limits=LIMITS, max_body_bytes=2000, **settings))
+    app = build_app(model, data, Settings(model_id="tiny", limits=LIMITS, **{"max_body_bytes": 2000, **settings}))
     return TestClient(app)
 
 
@@ -37,6 +37,21 @@ BAD_REQUESTS = [
     ("/v1/completions", {"prompt": "line 1 of a small corpus", "max_tokens": 12}, 400, "max_tokens"),
     ("/v1/completions", {"prompt": "line", "n": 5}, 400, "n"),
     ("/v1/completions", {"prompt": "line", "temperature": -1}, 400, "temperature"),
+    # json.dumps writes these as Infinity / NaN, which Python's JSON (and so the server) reads back
+    ("/v1/completions", {"prompt": "line", "temperature": float("inf")}, 400, "temperature"),
+    ("/v1/completions", {"prompt": "line", "temperature": float("nan")}, 400, "temperature"),
+    ("/v1/completions", '{"prompt": "line", "temperature": 1e999}', 400, "temperature"),  # a float that is inf
+    ("/v1/completions", '{"prompt": "line", "temperature": 1' + "0" * 400 + "}", 400, "temperature"),
+    ("/v1/completions", {"prompt": "line", "top_p": float("inf")}, 400, "top_p"),
+    # a lone surrogate (JSON "\ud800"): no character, in any text field, or a field's name
+    ("/v1/completions", {"prompt": "\ud800"}, 400, "prompt"),
+    ("/v1/completions", {"prompt": "a line \udc00 of text"}, 400, "prompt"),
+    ("/v1/completions", {"prompt": "line", "stop": "\ud800"}, 400, "stop"),
+    ("/v1/completions", {"prompt": "line", "stop": ["ok", "\udfff"]}, 400, "stop"),
+    ("/v1/completions", {"prompt": "line", "model": "\ud800"}, 400, "model"),
+    ("/v1/completions", {"prompt": "line", "user": "\ud800"}, 400, "user"),
+    ("/v1/completions", {"prompt": "line", "\ud800": 1}, 400, "body"),
+    ("/v1/completions", {"prompt": "line", "stream_options": {"\ud800": True}}, 400, "stream_options"),
     ("/v1/completions", {"prompt": "line", "top_p": 0}, 400, "top_p"),
     ("/v1/completions", {"prompt": "line", "top_k": 0}, 400, "top_k"),
     ("/v1/completions", {"prompt": ["a", "b"]}, 400, "prompt"),
@@ -84,6 +99,60 @@ def test_completion_streams_as_server_sent_events(text_client):
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
+def test_lone_surrogate_is_refused_in_json_that_names_it(text_client):
+    """Today's 500 in plain text: the refusal is JSON, says which half-pair it found and how to send text."""
+    response = text_client.post("/v1/completions", content=b'{"prompt": "caf\\ud800"}',
+                                headers={"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 400 and response.headers["content-type"] == "application/json"
+    message = response.json()["error"]["message"]
+    assert "\\ud800" in message and "surrogate" in message and "UTF-8" in message, message
+    assert "\n" not in message
+
+
+def test_json_nested_past_the_parser_is_refused(tiny_gpt):
+    """Python's JSON reader recurses: 20000 open brackets (within the default body limit) ran it out."""
+    with client_for(tiny_gpt, max_body_bytes=65536) as client:
+        response = client.post("/v1/completions", content="[" * 20000 + "]" * 20000)
+        assert response.status_code == 400 and response.json()["error"]["param"] == "body", response.text
+
+
+def test_text_beyond_the_basic_plane_is_answered(text_client):
+    """A whole surrogate pair is one character (U+1F600): answered, like the same text sent as UTF-8."""
+    for body in (b'{"prompt": "line \\ud83d\\ude00", "max_tokens": 3, "seed": 1}',
+                 '{"prompt": "line \U0001f600", "max_tokens": 3, "seed": 1}'.encode()):  # fmt: skip
+        response = text_client.post("/v1/completions", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        assert response.json()["usage"]["completion_tokens"] == 3
+
+
+def test_temperature_inf_is_refused_and_says_finite(text_client):
+    response = text_client.post("/v1/completions", content=b'{"prompt": "line", "temperature": Infinity}')
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "temperature" and "temperature=inf" in error["message"]
+    assert "finite number of at least 0" in error["message"], error
+    about = text_client.get("/v1/models").json()["data"][0]["options"]["temperature"]
+    assert about["must_be"] == "a finite number of at least 0"
+
+
+def test_a_server_fault_is_a_json_500_and_the_server_goes_on(tiny_gpt, monkeypatch):
+    """Whatever fails inside a handler (here a bug stood in by a ValueError) is OpenAI's error shape."""
+    import genkit.serving.text
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    with TestClient(build_app(tiny_gpt[0], tiny_gpt[1], Settings(model_id="tiny", limits=LIMITS)),
+                    raise_server_exceptions=False) as client:  # fmt: skip
+        monkeypatch.setattr(genkit.serving.text, "sample_inputs", broken)
+        response = client.post("/v1/completions", json={"prompt": "line"})
+        assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+        assert response.json()["error"]["type"] == "server_error"
+        assert "ValueError" in response.json()["error"]["message"]
+        monkeypatch.undo()
+        assert client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2}).status_code == 200
+
+
 def test_models_and_health_describe_the_run(text_client):
     model = text_client.get("/v1/models").json()["data"][0]
     assert model["family"] == "GPT" and model["endpoint"] == "/v1/completions" and model["vocab_size"] > 0
@@ -104,12 +173,19 @@ BAD_IMAGE_REQUESTS = [
     ({"n": 2, "response_format": "png"}, "n"),
     ({"response_format": "gif"}, "response_format"),
     ({"prompt": "a seven"}, "prompt"),
+    ({"label": "\ud800"}, "label"),
+    ({"labels": ["3", "\udc00"]}, "labels"),
+    ({"guidance": float("inf")}, "guidance"),
+    ({"eta": float("inf")}, "eta"),
 ]
 
 
 def test_bad_image_requests_then_a_good_one(image_client):
     for body, param in BAD_IMAGE_REQUESTS:
-        response = image_client.post("/v1/images", json=body)
+        # json.dumps escapes a lone surrogate as \\ud800, as a client's JSON would (httpx's json= cannot send it)
+        response = image_client.post(
+            "/v1/images", content=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 400 and response.json()["error"]["param"] == param, (body, response.text)
     answer = image_client.post("/v1/images", json={"n": 3, "labels": [7, 2], "seed": 0, "steps": 2}).json()
     assert [d["label"] for d in answer["data"]] == [7, 7, 2]
