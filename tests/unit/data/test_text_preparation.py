@@ -179,8 +179,8 @@ class _Unwritable:
 
 @pytest.mark.slow
 def test_a_corpus_larger_than_a_memory_cap_prepares_within_it(tmp_path):
-    """40 MB of text, one token per character, under a cap of 250 MB of data memory over what the process holds after its
-    imports: the whole-text preparation needed ~134 bytes per byte of text (5 GB here)."""
+    """40 MB of text, one token per character, under a cap of 250 MB of data memory over what the
+    process holds after its imports: the whole-text preparation ran out of memory under it."""
     path = tmp_path / "corpus.txt"
     block = corpus(5000)
     with open(path, "w") as f:
