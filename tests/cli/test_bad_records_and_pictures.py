@@ -48,6 +48,12 @@ PICTURES_CASES = [
     (["data.max_pixels=huge"], ["data.max_pixels='huge'", "whole number of pixels"]),
     (["data.max_pixels=1e9"], ["data.max_pixels=1000000000.0", "whole number of pixels"]),
     (["data.max_pixels=10"], ["None of the 24 picture files", "over data.max_pixels=10", "raise it"]),
+    (["data.augment=[rotate]"], ["data.augment=[rotate] is not a list of augmentations", "[hflip]", "[crop]"]),
+    (["data.augment=[hflip,7]"], ["data.augment=[hflip, 7]", "data.augment=[] (the default)"]),
+    (["data.augment=7"], ["data.augment=7 is not a list of augmentations", "[hflip,crop]"]),
+    (["data.num_proc=0"], ["data.num_proc=0", "at least 1", "one per core"]),
+    (["data.num_proc=two"], ["data.num_proc='two'", "whole number", "decode the pictures"]),
+    (["data.cache_dir=/dev/null/cache"], ["Could not write the decoded pictures", "/dev/null", "data.cache_dir"]),
 ]
 
 

@@ -33,6 +33,11 @@ def mixed_folder(folder: Path, n: int = 30, seed: int = 0) -> Path:
     return folder
 
 
+def caches(root: Path) -> list[Path]:
+    """The complete caches under a cache root (not the lock files or unfinished folders beside them)."""
+    return sorted(p for p in root.iterdir() if not p.name.startswith("."))
+
+
 def datamodule(tmp_path: Path, folder: Path, *overrides: str):
     cfg = make_cfg(tmp_path, "data=image_folder", f"data.path={folder}", f"data.cache_dir={tmp_path / 'cache'}",
                    *overrides)  # fmt: skip
@@ -95,8 +100,9 @@ def test_one_class_without_sub_folders_and_a_folder_with_train_and_test(tmp_path
 def test_the_cache_is_read_without_decoding_and_follows_the_files(tmp_path, monkeypatch):
     folder = mixed_folder(tmp_path / "shapes")
     _, first = datamodule(tmp_path, folder, "data.val_size=4")
-    cached = list((tmp_path / "cache").iterdir())
-    assert len(cached) == 1 and cached[0].suffix == ".pt"  # and no temporary file left beside it
+    cached = caches(tmp_path / "cache")
+    assert len(cached) == 1 and cached[0].is_dir()
+    assert not list((tmp_path / "cache").glob("*.partial"))  # no unfinished folder left beside it
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache matches")
@@ -107,10 +113,11 @@ def test_the_cache_is_read_without_decoding_and_follows_the_files(tmp_path, monk
     assert torch.equal(first.val_set.labels, second.val_set.labels)
 
     def key():
-        return second.cache_file(image_folder.list_images(folder))
+        return second.cache_folder(image_folder.list_images(folder))
 
     assert key() == cached[0]
-    assert second.source_files() == {cached[0].name: cached[0]}  # what genkit eval keys its classifier by
+    # what genkit eval keys its classifier by: the cache's meta.json, which names the cache
+    assert second.source_files() == {cached[0].name: cached[0] / "meta.json"}
     png = next(folder.glob("*/*.png"))
     os.utime(png, ns=(png.stat().st_atime_ns, png.stat().st_mtime_ns + 10**9))
     touched = key()
@@ -284,4 +291,4 @@ def test_max_pixels_leaves_out_larger_pictures_and_keys_the_cache(tmp_path, capl
     assert "(130 x 90 pixels, over data.max_pixels=5000)" in warnings[0]
     assert len(everything.train_set) + len(everything.val_set) == 31
     assert len(small.train_set) + len(small.val_set) == 25
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # the limit is part of the cache's key
+    assert len(caches(tmp_path / "cache")) == 2  # the limit is part of the cache's key
