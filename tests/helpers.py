@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,18 @@ def hf_text_run(tmp_path: Path, folder: Path) -> list[str]:
         "trainer.precision=32-true",
         "model.warmup_steps=1",
     ]
+
+
+def run_under_memory_cap(setup: str, body: str, extra_bytes: int) -> subprocess.CompletedProcess:
+    """Python code in a fresh process with the repository importable: `setup` runs first (imports,
+    a data module built), then RLIMIT_DATA caps the process (and the workers it starts) at the data
+    memory it holds plus extra_bytes, then `body` runs under the cap. Linux counts malloc and
+    anonymous maps against it, not file-backed maps."""
+    cap = (
+        "import resource\n"
+        "used = int(open('/proc/self/status').read().split('VmData:')[1].split()[0]) * 1024\n"
+        f"resource.setrlimit(resource.RLIMIT_DATA, (used + {extra_bytes}, resource.RLIM_INFINITY))\n"
+    )
+    script = "\n".join((textwrap.dedent(setup).strip(), cap, textwrap.dedent(body).strip()))
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip

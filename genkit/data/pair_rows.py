@@ -6,7 +6,6 @@ A batch is made from its rows only, so a data set of any size trains with memory
 """
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,13 +106,3 @@ def write_records(path: Path, records: list[dict]) -> None:
 def read_records(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f]
-
-
-def finish_cache(folder: Path, cache: Path, meta: dict) -> None:
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    try:
-        os.replace(folder, cache)  # atomic: another process may have finished first
-    except OSError:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)

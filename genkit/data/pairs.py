@@ -40,12 +40,12 @@ from genkit.data.pair_rows import (
     PairBatches,
     PairRows,
     PairRowsWriter,
-    finish_cache,
     read_records,
     write_records,
 )
 from genkit.data.records import MAX_RECORD_BYTES, SPLIT_FILES, SUFFIXES, Pairs, iter_rows, normalise
 from genkit.data.text import starting_tokenizer, write_text
+from genkit.data.token_files import finish_cache
 from genkit.data.tokenizers import (
     KINDS,
     UNK,
@@ -173,6 +173,7 @@ class PairsDataModule(GenkitDataModule):
         self.records: dict[str, list[dict]] = {}
         self.rows: dict[str, PairRows] = {}
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_data_root().parent / "pairs"
+        self._hf_loaded: dict | None = None
         self.labels: list[str] | None = None
         # the most tokens a training completion took (with its eot): how long generation may run
         self.longest_completion = block_size
@@ -206,6 +207,9 @@ class PairsDataModule(GenkitDataModule):
         return found
 
     def _hf_splits(self) -> dict[str, Any]:
+        """genkit split -> (its Hugging Face name, the Dataset), loaded once per module."""
+        if self._hf_loaded is not None:
+            return self._hf_loaded
         import datasets  # here: importing it takes a second that other data need not pay
 
         folder = Path(self.dataset).expanduser()
@@ -225,6 +229,7 @@ class PairsDataModule(GenkitDataModule):
                 splits[split] = (name, loaded[name])
         if "train" not in splits:
             raise GenkitError(f"data.dataset={self.dataset} has no train split (its splits: {', '.join(loaded)}).")
+        self._hf_loaded = splits
         return splits
 
     def _sources(self) -> dict[str, Callable[[], Iterator[tuple[str, Any]]]]:
@@ -366,16 +371,20 @@ class PairsDataModule(GenkitDataModule):
             )
         return count, longest, warnings
 
-    def _label_set(self, train: Iterator[dict]) -> list[str] | None:
-        """The closed set of labels, if the completions form one (see the module's docstring):
-        counted as the records stream past, given up once there are more than data.max_labels."""
+    def _counted(self, records: Iterator[dict], completions: dict) -> Iterator[dict]:
+        """The records as they are, their completions counted on the way: distinct ones only up to
+        one more than data.max_labels, past which they are no label set anyway."""
+        for r in records:
+            completions["count"] += 1
+            if len(completions["distinct"]) <= self.max_labels:
+                completions["distinct"].add(normalise(r["completion"]))
+            yield r
+
+    def _label_set(self, completions: dict) -> list[str] | None:
+        """The closed set of labels, if the training completions form one (see the module's docstring)."""
         if self.given_labels is not None:
             return [normalise(x) for x in self.given_labels]
-        distinct, count = set(), 0
-        for r in train:
-            count += 1
-            if len(distinct) <= self.max_labels:
-                distinct.add(normalise(r["completion"]))
+        distinct, count = completions["distinct"], completions["count"]
         return sorted(distinct) if len(distinct) <= self.max_labels and len(distinct) * 5 <= count else None
 
     def cache_dir(self) -> Path:
@@ -405,14 +414,19 @@ class PairsDataModule(GenkitDataModule):
         try:
             if not any(True for _ in self._records(ranges, "train")):
                 raise GenkitError(f"The training split of {self.name} has no records.")
-            tokenizer = self._given_tokenizer() or self._fit_tokenizer(self._records(ranges, "train"))
+            # one pass over train fits the tokenizer and counts the completions (the label set)
+            completions = {"count": 0, "distinct": set()}
+            train = self._counted(self._records(ranges, "train"), completions)
+            tokenizer = self._given_tokenizer() or self._fit_tokenizer(train)
+            for _ in train:  # what fitting did not read: all of it when the tokenizer is given
+                pass
             if tokenizer.vocab_size > self.vocab_size:
                 raise GenkitError(
                     f"The {self.name} tokenizer has {tokenizer.vocab_size} tokens but data.vocab_size is "
                     f"{self.vocab_size}; set data.vocab_size={tokenizer.vocab_size}."
                 )
             self.tokenizer = tokenizer
-            self.labels = self._label_set(self._records(ranges, "train"))
+            self.labels = self._label_set(completions)
             dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32).name
             meta = {"dtype": dtype, "rows": {}, "labels": self.labels, "warnings": []}
             for split in ranges:

@@ -46,6 +46,11 @@ def _unchanged(text: str) -> str:
     return text
 
 
+def _check_count(key: str, value, least: int, meaning: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise GenkitError(f"data.{key}={value!r} must be a whole number of at least {least} ({meaning}).")
+
+
 class TrainWindows(Dataset):
     """Windows of block_size + 1 tokens; window i starts at i * T plus a random offset in [0, T).
 
@@ -229,13 +234,9 @@ class TextDataModule(GenkitDataModule):
         fit_chars: int = FIT_CHARS,
     ):
         super().__init__()
-        for key, value, least in (("num_proc", num_proc, 1), ("fit_chars", fit_chars, 1000)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
-                raise GenkitError(
-                    f"data.{key}={value!r} must be a whole number of at least {least} ("
-                    + ("worker processes that encode the text; null: one per core" if key == "num_proc" else
-                       "characters of the training text that a BPE tokenizer is fitted on") + ")."
-                )  # fmt: skip
+        if num_proc is not None:
+            _check_count("num_proc", num_proc, 1, "worker processes that encode the text; null: one per core")
+        _check_count("fit_chars", fit_chars, 1000, "characters of the training text that a BPE tokenizer is fitted on")
         # preparation: encoding processes, and the sample a BPE tokenizer is fitted on (token_files)
         self.num_proc = num_proc or default_num_proc()
         self.fit_chars = fit_chars

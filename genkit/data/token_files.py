@@ -103,8 +103,14 @@ class PartialCache:
 
     def finish(self, meta: dict) -> None:
         self.record.unlink(missing_ok=True)
-        (self.folder / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.replace(self.folder, self.cache)  # atomic: the cache appears whole or not at all
+        finish_cache(self.folder, self.cache, meta)
+
+
+def finish_cache(folder: Path, cache: Path, meta: dict) -> None:
+    """meta.json last, then one rename: a cache appears whole or not at all (its writer holds the
+    cache's file lock, so no other process finishes it first)."""
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    os.replace(folder, cache)
 
 
 class Encoder:

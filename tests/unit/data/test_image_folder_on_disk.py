@@ -1,10 +1,6 @@
 """data=image_folder at scale: pictures decoded in worker processes into an on-disk array, read
 per batch through a memory map, augmented on the fly (genkit/data/image_folder.py)."""
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +10,7 @@ import torch
 from genkit.data import image_folder
 from genkit.data.batching import ShuffledBatches
 from genkit.data.images import ImageTensors
-from tests.helpers import REPO
+from tests.helpers import run_under_memory_cap
 from tests.unit.data.test_image_folder import CLASSES, caches, datamodule, make_image_folder, mixed_folder
 
 
@@ -182,9 +178,7 @@ def test_the_data_module_holds_a_batch_not_the_pictures(tmp_path):
     (294 MB)."""
     folder = tmp_path / "big"
     make_image_folder.write_image_folder(folder, n=3000, size=160, classes=2)
-    script = textwrap.dedent(
-        f"""
-        import resource
+    setup = f"""
         from pathlib import Path
         from hydra.utils import instantiate
         from tests.helpers import make_cfg
@@ -192,16 +186,14 @@ def test_the_data_module_holds_a_batch_not_the_pictures(tmp_path):
                        "data.cache_dir={tmp_path / "cache"}", "data.batch_size=16", "data.val_size=16",
                        "data.num_proc=2")
         dm = instantiate(cfg.data)
-        used = int(open("/proc/self/status").read().split("VmData:")[1].split()[0]) * 1024
-        resource.setrlimit(resource.RLIMIT_DATA, (used + 80_000_000, resource.RLIM_INFINITY))
+        """
+    body = """
         dm.prepare_data()
         dm.setup()
         seen = sum(len(y) for _, y in dm.train_dataloader()) + sum(len(y) for _, y in dm.val_dataloader())
         print("SEEN", seen)
         """
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    out = run_under_memory_cap(setup, body, 80_000_000)
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.split("SEEN")[1]) == 2976 + 16  # the whole epoch's batches, then validation
 

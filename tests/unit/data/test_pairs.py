@@ -237,11 +237,7 @@ def test_a_utf8_byte_order_mark_is_skipped(tmp_path, suffix):
 def test_records_several_times_a_memory_cap_encode_within_it(tmp_path):
     """150,000 records under a cap of 100 MB of data memory over what the process holds after its
     imports: every record as a dict and every row as a list of ints (before) is ~400 MB here."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.helpers import REPO
+    from tests.helpers import run_under_memory_cap
 
     folder = tmp_path / "big"
     folder.mkdir()
@@ -250,17 +246,12 @@ def test_records_several_times_a_memory_cap_encode_within_it(tmp_path):
             for i in range(n):
                 f.write(json.dumps({"prompt": f"item {i} of the records, " * 2, "completion": "xy"[i % 2]}))
                 f.write("\n")
-    script = (
-        "import resource\n"
+    setup = (
         "from genkit.data.pairs import PairsDataModule\n"
         f"dm = PairsDataModule(name='pairs', tokenizer='char', vocab_size=200, block_size=128, path={str(folder)!r}, "
         f"cache_dir={str(tmp_path / 'cache')!r})\n"
-        "used = int(open('/proc/self/status').read().split('VmData:')[1].split()[0]) * 1024\n"
-        "resource.setrlimit(resource.RLIMIT_DATA, (used + 100_000_000, resource.RLIM_INFINITY))\n"
-        "dm.setup()\n"
-        "print('ROWS', len(dm.rows['train']), dm.labels, len(dm.records['test']))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    body = "dm.setup()\nprint('ROWS', len(dm.rows['train']), dm.labels, len(dm.records['test']))\n"
+    out = run_under_memory_cap(setup, body, 100_000_000)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ROWS 150000 ['x', 'y'] 500" in out.stdout

@@ -3,10 +3,6 @@ tokens as encoding each split whole, in worker processes too, resumable after an
 and within a memory cap that the whole corpus would break."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,7 +13,7 @@ import genkit.data.token_files as token_files
 from genkit.data.text_pieces import FileStream, StringStream, cut_stream, pieces, whole
 from genkit.data.tokenizers import KINDS
 from genkit.errors import GenkitError
-from tests.helpers import REPO, make_cfg
+from tests.helpers import make_cfg, run_under_memory_cap
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "ran", "by", ",", "and", "it", "rained", "."]
 
@@ -186,9 +182,7 @@ def test_a_corpus_larger_than_a_memory_cap_prepares_within_it(tmp_path):
     with open(path, "w") as f:
         while f.tell() < 40_000_000:
             f.write(block)
-    script = textwrap.dedent(
-        f"""
-        import resource, sys
+    setup = f"""
         from hydra.utils import instantiate
         from tests.helpers import make_cfg
         from pathlib import Path
@@ -196,14 +190,12 @@ def test_a_corpus_larger_than_a_memory_cap_prepares_within_it(tmp_path):
                        "data.cache_dir={tmp_path / "cache"}", "data.tokenizer=char", "data.vocab_size=64",
                        "data.num_proc=2")
         dm = instantiate(cfg.data)
-        used = int(open("/proc/self/status").read().split("VmData:")[1].split()[0]) * 1024
-        resource.setrlimit(resource.RLIMIT_DATA, (used + 250_000_000, resource.RLIM_INFINITY))
+        """
+    body = """
         dm.prepare_data()
         dm.setup()
         print("TOKENS", len(dm.ids["train"]) + len(dm.ids["val"]) + len(dm.ids["test"]))
         """
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    out = run_under_memory_cap(setup, body, 250_000_000)
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.split("TOKENS")[1]) == path.stat().st_size  # one token per (ASCII) character
