@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from genkit.atomic import write_text
+
 # bf16 autocast pays when bf16 matmuls run this many times as fast as fp32 ones: it also converts
 # activations, keeps attention and scored outputs in fp32, and a network is not all matmuls (on
 # the Zen 4 EPYC a 2.1x faster matmul made a step of nanoGPT's CPU recipe 1.36x faster, 35 ms
@@ -122,9 +124,7 @@ def cpu_matmul_speed() -> CpuMatmulSpeed:
     speed = CpuMatmulSpeed(name, round(fp32, 1), round(bf16, 1), datetime.date.today().isoformat())
     try:  # a cache that cannot be written only costs the probe again next time
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**known, key: asdict(speed)}, indent=1))
-        os.replace(tmp, path)
+        write_text(path, json.dumps({**known, key: asdict(speed)}, indent=1))
     except OSError:
         pass
     return speed

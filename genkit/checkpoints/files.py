@@ -1,9 +1,7 @@
 """Checkpoint files: finding a run's checkpoint, reading it (as data, never as code), and
 writing it atomically. Rebuilding the model a checkpoint holds is genkit.training.restore's."""
 
-import contextlib
 import logging
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -13,6 +11,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from genkit.atomic import atomic_path
 from genkit.checkpoints.safetensors_folder import is_safetensors_folder, read_safetensors_folder
 from genkit.checkpoints.trust import with_current_targets
 from genkit.errors import CheckpointError, GenkitError, first_line
@@ -227,32 +226,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
         except Exception as err:
             if not is_write_failure(err):
                 raise
-            with contextlib.suppress(OSError):  # the cleanup must not hide what went wrong
-                tmp.unlink(missing_ok=True)
             raise CheckpointWriteError(
                 f"Could not write the checkpoint {path} ({write_failure(err)}). Make "
                 f"{path.parent} writable (or free space on its disk); training stopped, and the checkpoints "
                 f"already there are intact."
             ) from None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint(path)

@@ -16,6 +16,7 @@ pairs' `files` and `dataset`, hf_text's `dataset` and `data_files`), passed in b
 a new data module's keys are covered by declaring them where the module is written.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -27,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from genkit.atomic import write_text
 from genkit.checkpoints.trust import UntrustedConfig
 
 # what an unsigned data path becomes when the command does not read data: a path that cannot
@@ -51,16 +53,8 @@ def _key(create: bool) -> bytes | None:
         if not create:
             return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
-    try:
-        os.link(tmp, path)  # another process may have made one first: keep the first
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process may have made one first: keep the first
+        write_text(path, secrets.token_hex(32), mode=0o600, overwrite=False)
     return bytes.fromhex(path.read_text().strip())
 
 

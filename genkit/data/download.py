@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from genkit.atomic import atomic_path
 from genkit.checkpoints.trust import check_mirror, check_plain_name
 from genkit.errors import ChecksumError, DataUnavailableError
 
@@ -56,9 +57,8 @@ def sha256_of(path: Path) -> str:
 def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0) -> Path:
     """Download url to dest; the file appears only complete and with the expected SHA-256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
-    try:
+    with atomic_path(dest) as partial:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with Progress(
@@ -74,17 +74,12 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0) -> Pat
                     out.write(chunk)
                     digest.update(chunk)
                     progress.advance(task, len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
             raise ChecksumError(
                 f"The download of {dest.name} from {url} has SHA-256 {digest.hexdigest()}, not the "
                 f"expected {sha256}; it was discarded. The mirror may serve a different or damaged "
                 f"file: try again later, or fetch the file yourself and put it in {dest.parent}."
             )
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
     return dest
 
 

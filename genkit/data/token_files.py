@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genkit.atomic import write_text
 from genkit.data.text_pieces import PIECE_CHARS, SplitRange, pieces
 from genkit.data.tokenizers import KINDS, tokenizer_from_json
 from genkit.errors import GenkitError
@@ -97,9 +98,7 @@ class PartialCache:
         return self.progress.setdefault(name, {"chars": 0, "tokens": 0, "done": False})
 
     def save(self) -> None:
-        tmp = self.record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.progress))
-        os.replace(tmp, self.record)
+        write_text(self.record, json.dumps(self.progress))
 
     def finish(self, meta: dict) -> None:
         self.record.unlink(missing_ok=True)
@@ -187,6 +186,9 @@ def write_split(
             for ids, done, size in encoder.encode(items, parallel=rng.chars - state["chars"] >= PARALLEL_FROM_CHARS):
                 f.write(ids.tobytes())
                 f.flush()
+                # on disk before the record says so: after a power cut, resuming must not trust tokens
+                # that were only in the page cache
+                os.fsync(f.fileno())
                 state["chars"], state["tokens"] = done, state["tokens"] + len(ids)
                 partial.save()
                 report.update(done, size)

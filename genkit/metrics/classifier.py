@@ -7,7 +7,6 @@ scored with the same network.
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from filelock import FileLock, Timeout
 from torch import nn
 
+from genkit.atomic import atomic_path
 from genkit.console import tracked
 from genkit.data.download import default_data_root, sha256_of
 from genkit.data.images import ImageDataModule
@@ -160,8 +160,7 @@ def _cached_or_trained(datamodule: ImageDataModule, epochs: int, device, path: P
     log.info("Training the %s domain classifier (once; cached in %s)", datamodule.name, path)
     model, test_accuracy = train_classifier(datamodule, epochs, device)
     record = {"test_accuracy": test_accuracy, "epochs": epochs, "version": CLASSIFIER_VERSION}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": model.cpu().state_dict(), "record": record}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.cpu().state_dict(), "record": record}, tmp)
     log.info("%s classifier test accuracy: %s", datamodule.name, json.dumps(record))
     return model.to(device).eval(), {**record, "path": str(path), "trained_now": True}

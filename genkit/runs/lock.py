@@ -28,6 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from genkit.atomic import write_text
 from genkit.errors import GenkitError
 
 log = logging.getLogger("genkit")
@@ -156,9 +157,7 @@ class RunLock:
                 if reason is None:
                     return record
                 log.warning("Taking over the stale lock of %s: %s.", self.run_dir, reason)
-            tmp = self.path.with_name(f"{LOCK_FILE}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(_record()) + "\n")
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(_record()) + "\n")
         return None
 
     def acquire(self, wait: bool = False) -> None:

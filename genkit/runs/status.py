@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from genkit.atomic import write_text
+
 STATUS_FILE = "status.json"
 
 
@@ -25,9 +27,7 @@ def write_status(run_dir: Path, status: str, **fields) -> None:
         record.update(pid=os.getpid(), host=socket.gethostname(), started=record.get("started") or time.time())
         record.pop("reason", None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def read_status(run_dir: Path) -> dict | None:
