@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("genkit.commands.train:train_job", "train a model (default: the GAN on MNIST)"),
     "sample": ("genkit.commands.sample:sample", "generate from a trained checkpoint"),
     "eval": ("genkit.commands.evaluate:evaluate", "score a checkpoint: test metrics, FID / IS for images"),
+    "prepare": ("genkit.commands.prepare:prepare", "write a data set as shards that training runs stream (any size)"),
     "export": ("genkit.commands.export:export", "write a run's model for genkit, transformers, diffusers or ONNX"),
     "bench": ("genkit.commands.bench:bench", "time a training configuration (and the hand-written loop beside it)"),
     "serve": ("genkit.commands.serve:serve", "a trained model behind an HTTP API, with a page to try it at /"),

@@ -32,5 +32,8 @@ def quiet_libraries() -> None:
     # the GAN (manual optimization) is checkpointed after both networks stepped: the state that a
     # resume at the next step needs, which is what Lightning's warning asks the user to check
     warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
+    # shards (genkit.data.shards): LitData's dataset gives each DataLoader worker its own part, so
+    # its length is exact, which is what Lightning's warning about iterable datasets asks
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     # Hugging Face datasets draws a bar per split it prepares; genkit logs what it tokenised
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

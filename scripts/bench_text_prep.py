@@ -8,6 +8,8 @@ file reaches the size asked for. Each size is measured in a process of its own u
 
     python scripts/bench_text_prep.py --sizes 100 1000 --out /tmp/textbench
     python scripts/bench_text_prep.py --sizes 100 --train     # also `genkit train ... max_steps=1`
+    python scripts/bench_text_prep.py --sizes 1000 --shards   # also `genkit prepare` into shards from the
+                                                              # prepared cache, and one step trained on them
 """
 
 import argparse
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", default="bpe", choices=["bpe", "word", "char"])
     parser.add_argument("--num-proc", default="null", help="data.num_proc (null: one per core)")
     parser.add_argument("--train", action="store_true", help="also time `genkit train ... max_steps=1` on each")
+    parser.add_argument("--shards", action="store_true", help="also `genkit prepare` shards, and train a step on them")
     parser.add_argument("--keep", action="store_true", help="keep the corpora and caches")
     parser.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
@@ -111,6 +114,20 @@ def main() -> None:
             row += f" {run['wall_s']:.0f} s | {run['rss_gb']:.2f} GB |"
         else:
             row += " | |"
+        if args.shards:  # from the prepared cache: the copy into shards, then a step trained on them
+            shards = args.out / f"shards_{size}MB"
+            shutil.rmtree(shards, ignore_errors=True)
+            genkit = str(Path(sys.executable).with_name("genkit"))
+            text = [f"data.path={corpus}", f"data.cache_dir={cache}", f"data.tokenizer={args.tokenizer}",
+                    *(["data.vocab_size=256"] if args.tokenizer == "char" else [])]  # fmt: skip
+            made = measured([genkit, "prepare", "data=text", *text, f"out={shards}"])
+            run = measured([genkit, "train", "model=gpt", "data=text_shards", f"data.path={shards}",
+                            "trainer.max_steps=1", "trainer.max_epochs=1", "++trainer.limit_val_batches=2",
+                            f"hydra.run.dir={args.out / f'shards_run_{size}'}"])  # fmt: skip
+            row += f" shards: {made['wall_s']:.0f} s, {made['rss_gb']:.2f} GB; step on them: {run['wall_s']:.0f} s, "
+            row += f"{run['rss_gb']:.2f} GB |"
+            if not args.keep:
+                shutil.rmtree(shards, ignore_errors=True)
         print(row, flush=True)
         if not args.keep:
             shutil.rmtree(cache, ignore_errors=True)

@@ -84,6 +84,22 @@ class BatchRecorder:
         return _Recorder()
 
 
+class RowRecorder:
+    """A callback that appends each training row (its token ids or pixel sum) and the process's
+    rank to a file: which items each DDP process trained on."""
+
+    def __new__(cls, path: str):
+        import lightning as L
+
+        class _Recorder(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                with open(path, "a") as f:
+                    for row in batch[0].flatten(1).tolist():
+                        f.write(f"{trainer.global_rank} {' '.join(str(v) for v in row)}\n")
+
+        return _Recorder()
+
+
 class PoisonWeights:
     """A callback that puts a NaN into the model's weights at a given step."""
 

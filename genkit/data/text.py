@@ -62,6 +62,16 @@ class TrainWindows(Dataset):
             raise GenkitError(f"The training split has {len(ids)} tokens, fewer than block_size + 2.")
         self.ids, self.block_size = ids, block_size
         self.offsets = torch.arange(block_size + 1)
+        # a memory-mapped split is mapped again for each batch, as nanoGPT maps its tokens: the pages a
+        # map kept open for the run has touched count in the process's memory, and random windows touch
+        # every page of the corpus in time (genkit.data.image_folder.PictureRows measured it)
+        self._mapped = (ids.filename, ids.dtype, len(ids)) if isinstance(ids, np.memmap) else None
+
+    def _tokens(self) -> np.ndarray | torch.Tensor:
+        if self._mapped is None:
+            return self.ids
+        filename, dtype, count = self._mapped
+        return np.memmap(filename, dtype=dtype, mode="r", shape=(count,))
 
     def __len__(self) -> int:
         return (len(self.ids) - 1) // self.block_size
@@ -73,7 +83,7 @@ class TrainWindows(Dataset):
             starts = starts.to(self.ids.device)
             chunk = self.ids[starts[:, None] + self.offsets.to(self.ids.device)]  # (B, T+1)
         else:
-            chunk = torch.from_numpy(self.ids[(starts[:, None] + self.offsets).numpy()].astype(np.int64))
+            chunk = torch.from_numpy(self._tokens()[(starts[:, None] + self.offsets).numpy()].astype(np.int64))
         return chunk[:, :-1], chunk[:, 1:]
 
     def __getitem__(self, i: int):
@@ -146,8 +156,10 @@ class StreamWindows(Dataset):
                     f"The training split has {len(ids)} tokens: too few for {B} streams of one window of {T}; lower "
                     f"data.batch_size or data.block_size."
                 )
-            ids = ids if isinstance(ids, torch.Tensor) else torch.from_numpy(np.asarray(ids).astype(np.int64))
-            self.x, self.y = ids[: B * length].view(B, length), ids[1 : B * length + 1].view(B, length)
+            if isinstance(ids, torch.Tensor):
+                self.x, self.y = ids[: B * length].view(B, length), ids[1 : B * length + 1].view(B, length)
+            else:  # views of the memory-mapped split: a batch reads its windows, the split stays on disk
+                self.x, self.y = ids[: B * length].reshape(B, length), ids[1 : B * length + 1].reshape(B, length)
         self.block_size, self.streams, self.windows = T, B, length // T
 
     def __len__(self) -> int:
@@ -157,6 +169,10 @@ class StreamWindows(Dataset):
         k = torch.as_tensor(indices)
         window, stream = k // self.streams, k % self.streams
         cols = window[:, None] * self.block_size + torch.arange(self.block_size)  # (n, T)
+        if not isinstance(self.x, torch.Tensor):
+            rows, cols = stream[:, None].numpy(), cols.numpy()
+            x, y = (torch.from_numpy(np.asarray(a[rows, cols], dtype=np.int64)) for a in (self.x, self.y))
+            return x, y, window == 0
         rows = stream[:, None].to(self.x.device)
         cols = cols.to(self.x.device)
         return self.x[rows, cols], self.y[rows, cols], (window == 0).to(self.x.device)
@@ -343,7 +359,13 @@ class TextDataModule(GenkitDataModule):
         return text.translate({ord(c): self.unknown_chars for c in unknown})
 
     def cache_dir(self) -> Path:
-        """The cache folder for this data, named by the checksum of its sources and settings."""
+        """The cache folder for this data, named by the checksum of its sources and settings
+        (worked out once: a checksum reads every source file)."""
+        if getattr(self, "_cache_dir", None) is None:
+            self._cache_dir = self._cache_dir_by_checksum()
+        return self._cache_dir
+
+    def _cache_dir_by_checksum(self) -> Path:
         key = {
             "version": CACHE_VERSION,
             "tokenizer": self.tokenizer_kind,
@@ -491,6 +513,7 @@ class TextDataModule(GenkitDataModule):
         if "tokenizer" in state:
             self.tokenizer = tokenizer_from_json(json.loads(state["tokenizer"]))
             self.tokenizer_from_checkpoint = True
+            self._cache_dir = None  # the cache is keyed by the tokenizer text is encoded with
 
     def save_artifacts(self, run_dir: Path) -> None:
         if self.tokenizer is not None:

@@ -63,6 +63,17 @@ def _folder_classes(path: str) -> list[str]:
     return folder_classes(path)
 
 
+def _shards(path, key: str, cache_dir: str | None = None):
+    """`${shards:${data.path},<key>}`: a value the shards `genkit prepare` wrote describe (their
+    vocabulary size, picture size, classes), read from the first shard folder's genkit-shards.json
+    when the config is composed, so that models size themselves from the data they will read
+    (a remote folder's description is kept in data.cache_dir, the third argument)."""
+    from genkit.data.shards import read_meta, source_paths
+
+    value = read_meta(source_paths(_container(path))[0], cache_dir=cache_dir)[key]
+    return OmegaConf.create(value) if isinstance(value, (list, dict)) else value
+
+
 def user_config_args(hydra_cfg) -> list[str]:
     """The user's own config folders of a running Hydra job, as command-line arguments (a
     relaunched rank or a printed resume command must find their families and data sets too)."""
@@ -104,6 +115,7 @@ def register_resolvers() -> None:
         "required": _required,
         "by_device": _by_device,
         "folder_classes": _folder_classes,
+        "shards": _shards,
         # `${len:${data.class_names}}`: a list's length, e.g. a data set's class count
         "len": len,
     }

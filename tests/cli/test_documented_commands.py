@@ -25,12 +25,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from tests.helpers import REPO, cli_in_process
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
-COMPOSED = {"train", "sample", "eval", "export", "bench", "serve"}
+COMPOSED = {"train", "sample", "eval", "prepare", "export", "bench", "serve"}
 # Commands whose config cannot be resolved here: they are composed with `--cfg job` alone (their
 # keys are still checked), each with its reason. Composing needs no GPU or cluster (trainer=gpu,
 # trainer=ddp and launcher=slurm compose anywhere), so what is left needs a network or a user's files.
 HUB = "GPT-2's sizes and tokenizer come from the Hugging Face hub (a network)"
 PICTURES = "the user's own pictures: the classes of the folder are read when the config is resolved"
+SHARDS = "shards genkit prepare wrote: their description (vocabulary, picture size) is read when the config is resolved"
 EXCEPTIONS: dict[str, str] = {
     "genkit train model=gpt model.init_from=gpt2 data=text data.path=notes.txt": HUB,
     "genkit train model=gpt model.init_from=gpt2 finetune.lora.r=8 data=text data.path=my_texts/ "
@@ -43,6 +44,12 @@ EXCEPTIONS: dict[str, str] = {
     "genkit train model=gpt model/lm_net@model.net=hf model.init_from=EleutherAI/pythia-70m "
     "model.net.gradient_checkpointing=true data=text data.path=notes.txt": HUB,
     "genkit train model=diffusion data=image_folder data.path=$HOME/photos": PICTURES,
+    "genkit prepare data=image_folder data.path=$HOME/photos data.image_size=64 out=shards/photos": PICTURES,
+    "genkit train model=gpt data=text_shards data.path=shards/shakespeare": SHARDS,
+    "genkit train model=gpt data=text_shards data.path=shards/shakespeare trainer=ddp_cpu": SHARDS,
+    "genkit train model=diffusion data=image_shards data.path=shards/photos data.augment=[hflip]": SHARDS,
+    "genkit train model=gpt data=text_shards data.path=[shards/web,shards/books] data.mix=[3,1]": SHARDS,
+    "genkit train model=gpt data=text_shards data.path=s3://my-bucket/shards/shakespeare trainer=ddp": SHARDS,
     "genkit train model=gan model.conditional=true data=image_folder data.path=$HOME/photos "
     "data.image_size=32": PICTURES,
 }

@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from genkit.config_files import CONFIG_DIR
+from genkit.data.shards import write_meta
 from genkit.training.build import build, build_model
 from tests.helpers import make_cfg
 
@@ -21,6 +22,9 @@ def modality(group: str, option: str) -> str:
         cfg = OmegaConf.load(CONFIG_DIR / group / f"{cfg.defaults[0]}.yaml")
     return get_class(cfg._target_).modality
 
+
+# what picture shards' description tells a config (genkit.data.picture_shards.write_shards)
+IMAGE_SIZES = {"image_size": 32, "channels": 3, "num_classes": 2, "class_names": ["a", "b"], "classifier_epochs": 4}
 
 # every model with every data set of its modality, read from the config folders
 PAIRS = [(m, d) for m in options("model") for d in options("data") if modality("model", m) == modality("data", d)]
@@ -39,6 +43,11 @@ def test_pairs_instantiate(tmp_path, tiny_data_root, model, data):
         Image.new("RGB", (8, 8)).save(tmp_path / "picture.png")
     if data == "hf_text":  # names the user's dataset; building reads nothing yet
         overrides.append(f"data.dataset={tmp_path}")
+    elif data.endswith("_shards"):  # the config reads the shards' description; building reads nothing more
+        kind = "tokens" if data == "text_shards" else "pictures"
+        sizes = {"vocab_size": 65, "token_unit": "char"} if kind == "tokens" else IMAGE_SIZES
+        write_meta(tmp_path, {"kind": kind, "data": "made-up", **sizes})
+        overrides.append(f"data.path={tmp_path}")
     else:
         overrides.append(
             f"data.path={tmp_path}" if data in ("text", "image_folder", "pairs") else f"data.root={tiny_data_root}"

@@ -1,0 +1,228 @@
+"""`genkit prepare` and training from shards through the real CLI: a run resumed mid-epoch draws
+the batches an uninterrupted one draws, two DDP processes read disjoint parts that together are
+all the shards, a checkpoint samples with the shards gone, and bad input is one paragraph."""
+
+import json
+import shutil
+from collections import Counter
+
+import pytest
+
+from genkit.commands.train import train
+from genkit.data.shards import META
+from tests.cli.test_bad_input import assert_one_paragraph
+from tests.helpers import REPO, cli_in_process, make_cfg, run_cli, tiny_text_run
+
+SMALL = ["data.block_size=16", "data.batch_size=8", "model.net.n_layer=1", "trainer.accelerator=cpu",
+         "trainer.precision=32-true"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def text_shards(tmp_path_factory):
+    """Shards of a small corpus (genkit prepare on data=text), shared read-only by the tests."""
+    folder = tmp_path_factory.mktemp("prepared")
+    out = cli_in_process("prepare", *tiny_text_run(folder, lines=600)[1:7], f"out={folder / 'shards'}", cwd=folder)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "genkit train data=text_shards data.path=" in out.stdout
+    return folder / "shards"
+
+
+def shards_run(tmp_path, shards, *extra):
+    return make_cfg(tmp_path, "model=gpt", "data=text_shards", f"data.path={shards}", *SMALL, *extra)
+
+
+def test_a_run_resumed_mid_epoch_from_shards_trains_on_the_batches_of_an_uninterrupted_one(tmp_path, text_shards):
+    common = ("trainer.max_epochs=-1", "trainer.val_check_interval=4", "++trainer.limit_val_batches=1")
+    straight, resumed = tmp_path / "straight.txt", tmp_path / "resumed.txt"
+    record = "+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {}}}"
+    train(shards_run(tmp_path / "a", text_shards, *common, "trainer.max_steps=10", record.format(straight)))
+    for steps in (5, 10):
+        train(shards_run(tmp_path / "b", text_shards, *common, f"trainer.max_steps={steps}", record.format(resumed)))
+    assert resumed.read_text().splitlines() == straight.read_text().splitlines()
+    assert len(straight.read_text().splitlines()) == 10
+
+
+def test_a_checkpoint_of_a_shards_run_samples_without_the_shards(tmp_path, text_shards):
+    shards = tmp_path / "shards"
+    shutil.copytree(text_shards, shards)
+    train(shards_run(tmp_path, shards, "trainer.max_steps=2"))
+    shutil.rmtree(shards)
+    out = run_cli("sample", f"ckpt={tmp_path / 'outputs' / 'run'}", "n=2", "prompt=line", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "line" in out.stdout
+    out = cli_in_process("eval", f"ckpt={tmp_path / 'outputs' / 'run'}", cwd=tmp_path)
+    assert_one_paragraph(out, [f"data.path={shards} is not a folder", "genkit prepare"])
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_read_disjoint_parts_of_the_shards_that_together_are_all_of_them(tmp_path, text_shards):
+    from litdata import StreamingDataset, TokensLoader
+
+    rows = tmp_path / "rows.txt"
+    run = tmp_path / "run"
+    out = run_cli("train", "model=gpt", "data=text_shards", f"data.path={text_shards}", *SMALL, "trainer=ddp_cpu",
+                  "trainer.max_epochs=1", "trainer.max_steps=-1", "++trainer.limit_val_batches=1",
+                  f"+callbacks.recorder={{_target_: tests.helpers.RowRecorder, path: {rows}}}",
+                  f"hydra.run.dir={run}", cwd=tmp_path, timeout=600, env={"PYTHONPATH": str(REPO)})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = [line.split(" ", 1) for line in rows.read_text().splitlines()]
+    by_rank = {rank: Counter(row for r, row in seen if r == rank) for rank in ("0", "1")}
+    windows = StreamingDataset(str(text_shards / "train"), item_loader=TokensLoader(block_size=17))
+    every = Counter(" ".join(str(v) for v in windows[i][:-1].tolist()) for i in range(len(windows)))
+    assert sum(by_rank["0"].values()) == sum(by_rank["1"].values()) > 0
+    # each window once: on one process, never both, and every window of the shards read
+    assert by_rank["0"] + by_rank["1"] == every
+
+
+def copy_with_meta(src, dst, **changes):
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / META).read_text())
+    (dst / META).write_text(json.dumps({**meta, **changes}))
+    return dst
+
+
+# (how to break it, words the message must contain)
+SHARDS_CASES = {
+    "not shards": (lambda tmp, shards: ["data.path=" + str(tmp)], ["holds no genkit-shards.json", "genkit prepare"]),
+    "another kind": (
+        lambda tmp, shards: ["data.path=" + str(copy_with_meta(shards, tmp / "p", kind="pictures", data="mnist"))],
+        ["hold pictures (from data=mnist), not tokens", "data=image_shards"],
+    ),
+    "another version": (
+        lambda tmp, shards: ["data.path=" + str(copy_with_meta(shards, tmp / "v", version=0))],
+        ["format version 0", "Write them again"],
+    ),
+    "damaged index": (
+        lambda tmp, shards: ["data.path=" + str(damaged(shards, tmp / "d", "train/index.json", b"{"))],
+        ["train split of the shards", "cannot be read", "genkit prepare"],
+    ),
+    "truncated chunk": (
+        lambda tmp, shards: ["data.path=" + str(damaged(shards, tmp / "t", "train/chunk-0-0.bin", b"\0" * 64))],
+        ["chunk-0-0.bin", "holds 64 bytes", "not copied whole"],
+    ),
+    "mix weight zero": (
+        lambda tmp, shards: [f"data.path={shards}", "data.mix=[0]"],
+        ["data.mix=[0]", "positive number"],
+    ),
+    "mix weight word": (
+        lambda tmp, shards: [f"data.path=[{shards},{shards}]", "data.mix=[1,lots]"],
+        ["data.mix=[1, 'lots']", "positive number"],
+    ),
+    "mix weights too few": (
+        lambda tmp, shards: [f"data.path=[{shards},{shards}]", "data.mix=[1]"],
+        ["1 weights for 2 sources", "one weight per"],
+    ),
+}
+
+
+def damaged(src, dst, name: str, content: bytes):
+    shutil.copytree(src, dst)
+    (dst / name).write_bytes(content)
+    return dst
+
+
+@pytest.mark.parametrize("case", SHARDS_CASES)
+def test_bad_shards_are_one_paragraph(tmp_path, text_shards, case):
+    make, words = SHARDS_CASES[case]
+    out = cli_in_process("train", "model=gpt", "data=text_shards", *SMALL, "trainer.max_steps=1", *make(tmp_path,
+                         text_shards), cwd=tmp_path)  # fmt: skip
+    assert_one_paragraph(out, words)
+
+
+PREPARE_CASES = {
+    "no out": (lambda tmp, shards: [], ["genkit prepare needs out=<folder>"]),
+    "remote out": (
+        lambda tmp, shards: ["out=s3://bucket/shards"],
+        ["writes to a folder on this machine", "aws s3 sync"],
+    ),
+    "out is not shards": (lambda tmp, shards: [f"out={tmp.parent}"], ["does not hold shards", "replaces nothing else"]),
+    "out holds shards": (lambda tmp, shards: [f"out={shards}"], ["already holds shards", "overwrite=true"]),
+    "pairs": (
+        lambda tmp, shards: ["data=pairs", f"data.path={tmp / 'p.jsonl'}", f"out={tmp / 'o'}"],
+        ["neither", "data=pairs streams its records"],
+    ),
+    "unknown option": (
+        lambda tmp, shards: ["shard_size=5", f"out={tmp / 'o'}"],
+        ["`shard_size` is not a key of the `genkit prepare` config"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PREPARE_CASES)
+def test_bad_prepare_input_is_one_paragraph(tmp_path, text_shards, case):
+    make, words = PREPARE_CASES[case]
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a", "completion": "b"}\n' * 20)
+    args = make(tmp_path, text_shards)
+    data = [] if any(a.startswith("data=") for a in args) else tiny_text_run(tmp_path)[1:7]
+    assert_one_paragraph(cli_in_process("prepare", *data, *args, cwd=tmp_path), words)
+
+
+def test_a_disk_that_fills_while_shards_are_written_leaves_no_shards(tmp_path, monkeypatch):
+    import errno
+
+    from litdata.streaming.writer import BinaryWriter
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(BinaryWriter, "write_chunk_to_file", full_disk)
+    out = cli_in_process("prepare", *tiny_text_run(tmp_path)[1:7], f"out={tmp_path / 'shards'}", cwd=tmp_path)
+    assert_one_paragraph(out, ["filled up while genkit was writing the shards", "were removed", "larger disk"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "corpus.txt"]
+
+
+def test_training_streams_shards_from_object_storage(tmp_path, text_shards, monkeypatch):
+    """s3:// through an S3 server on 127.0.0.1 (moto's): the shards are copied there as a user
+    would (`aws s3 sync`), and a run reads them with the S3 client LitData uses."""
+    import boto3
+    import litdata.streaming.downloader
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in dict(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="genkit",
+                               AWS_SECRET_ACCESS_KEY="genkit", AWS_DEFAULT_REGION="us-east-1").items():  # fmt: skip
+            monkeypatch.setenv(key, value)
+        # LitData fetches chunks with obstore when it is installed, which speaks https only to a
+        # custom endpoint; the S3 client it falls back to (boto3) takes this plain-http one
+        monkeypatch.setattr(litdata.streaming.downloader, "_OBSTORE_AVAILABLE", False)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="corpus")
+        for file in text_shards.rglob("*"):
+            if file.is_file():
+                s3.upload_file(str(file), "corpus", f"shards/{file.relative_to(text_shards)}")
+        cache = tmp_path / "cache"
+        train(shards_run(tmp_path, "s3://corpus/shards", "trainer.max_steps=3", f"data.cache_dir={cache}"))
+        run = tmp_path / "outputs" / "run"
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        # the chunks came over the wire into data.cache_dir, beside the shards' description
+        assert list(cache.rglob("*.bin")) and list(cache.rglob("genkit-shards.json"))
+        out = cli_in_process("train", "model=gpt", "data=text_shards", "data.path=s3://corpus/nothing-here", *SMALL,
+                             f"data.cache_dir={cache}", cwd=tmp_path)  # fmt: skip
+        assert_one_paragraph(out, ["Could not read s3://corpus/nothing-here/genkit-shards.json", "credentials"])
+    finally:
+        server.stop()
+
+
+def test_picture_shards_train_and_a_resumed_run_draws_the_batches_of_an_uninterrupted_one(tmp_path, tiny_data_root):
+    """genkit prepare data=mnist (the tiny look-alike: 64 training pictures), then a GAN trained on
+    the shards, stopped mid-epoch and resumed, against one run straight through."""
+    shards = tmp_path / "mnist-shards"
+    env = {"GENKIT_DATA_DIR": str(tiny_data_root)}
+    out = cli_in_process("prepare", "data=mnist", "data.val_size=32", f"out={shards}", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "genkit train data=image_shards" in out.stdout
+    meta = json.loads((shards / META).read_text())
+    assert meta["kind"] == "pictures" and meta["splits"] == {"train": 64, "val": 32, "test": 32}
+    tiny = ["model=gan", "data=image_shards", f"data.path={shards}", "data.batch_size=16", "data.eval_batch_size=16",
+            "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.max_epochs=-1",
+            "data.augment=[hflip]"]  # fmt: skip
+    straight, resumed = tmp_path / "straight.txt", tmp_path / "resumed.txt"
+    record = "+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {}}}"
+    train(make_cfg(tmp_path / "a", *tiny, "trainer.max_steps=7", record.format(straight)))
+    for steps in (3, 7):  # 4 batches an epoch: stopped mid-epoch, resumed into the next
+        train(make_cfg(tmp_path / "b", *tiny, f"trainer.max_steps={steps}", record.format(resumed)))
+    assert resumed.read_text().splitlines() == straight.read_text().splitlines()
+    assert len(straight.read_text().splitlines()) == 7
