@@ -3,6 +3,7 @@ against what the training steps consume. Results: docs/benchmarks/data.md ("## P
 
 python scripts/bench_pictures.py --n 10000 [--work /tmp/bench_pictures] [--sizes 64 128 256] [--steps]
 python scripts/bench_pictures.py --n 100000 --sizes 128 --no-train-fresh --clean
+python scripts/bench_pictures.py --n 100000 --sizes 128 --no-train-fresh --no-loader --shards
 
 1. Writes --n JPEGs of 200 to 320 x 160 to 256 pixels (a coloured shape on noise, 4 class folders)
    under <work>/pictures (kept between runs of the same --n; --clean deletes them at the end).
@@ -15,7 +16,9 @@ python scripts/bench_pictures.py --n 100000 --sizes 128 --no-train-fresh --clean
 3. Loader: for each of --sizes, the data module's training batches (64 pictures, the config's
    default), read from the decoded cache and scaled to [-1, 1], in pictures/s: in this process
    (data.num_workers=0), with 2 DataLoader workers, and with data.augment=[hflip,crop] added.
-4. --steps: `genkit bench` of the GAN and the diffusion model on those pictures at 64 and 128
+4. --shards: `genkit prepare` of the decoded pictures into shards, then one training step of the GAN
+   on them (`data=image_shards`) with validation batches of 256 and of 64, each under time -v.
+5. --steps: `genkit bench` of the GAN and the diffusion model on those pictures at 64 and 128
    pixels (this machine's device: what the training step consumes, in pictures/s).
 
 Every figure goes to <work>/results-<n>.json and is printed with this machine's CPU model, and each
@@ -270,6 +273,7 @@ def main() -> None:
     parser.add_argument("--no-loader", action="store_true", help="preparation alone")
     parser.add_argument("--no-train-fresh", action="store_true", help="genkit train only on the prepared cache")
     parser.add_argument("--steps", action="store_true", help="also time the GAN's and diffusion's training steps")
+    parser.add_argument("--shards", action="store_true", help="also `genkit prepare` shards and train a step on them")
     parser.add_argument("--clean", action="store_true", help="delete the pictures and caches at the end")
     args = parser.parse_args()
 
@@ -291,6 +295,21 @@ def main() -> None:
     results["train_cached"] = timed(train_command(pictures, cache, size, args.work / "run-cached"), args.work)
     print(json.dumps(results["train_cached"]), flush=True)
     results["cache_gb"] = sum(f.stat().st_size for f in cache.rglob("*")) / 1e9
+    if args.shards:  # from the decoded cache: the copy into shards, then one step trained on them
+        shards = args.work / f"shards-{args.n}"
+        shutil.rmtree(shards, ignore_errors=True)
+        prepare = [str(GENKIT), "prepare", "data=image_folder", f"data.path={pictures}", f"data.image_size={size}",
+                   f"data.cache_dir={cache}", f"out={shards}"]  # fmt: skip
+        results["prepare_shards"] = timed(prepare, args.work)
+        print(json.dumps(results["prepare_shards"]), flush=True)
+        for eval_batch in (256, 64):  # the config's validation batch, and a quarter of it
+            run = args.work / f"run-shards-{eval_batch}"
+            shutil.rmtree(run, ignore_errors=True)
+            train = [str(GENKIT), "train", "model=gan", "data=image_shards", f"data.path={shards}",
+                     f"data.eval_batch_size={eval_batch}", "++trainer.max_steps=1", "trainer.accelerator=cpu",
+                     "trainer.limit_val_batches=1", f"hydra.run.dir={run}"]  # fmt: skip
+            results[f"train_shards_eval_batch_{eval_batch}"] = timed(train, args.work)
+            print(json.dumps(results[f"train_shards_eval_batch_{eval_batch}"]), flush=True)
     if not args.no_loader:
         results["loader"] = []
         for size in args.sizes:

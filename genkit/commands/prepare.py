@@ -10,6 +10,7 @@ failed preparation leaves no folder a run would take for shards.
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -117,6 +118,8 @@ def _fingerprint(folder: Path, meta: dict) -> str:
     and what they hold; the same preparation twice gives the same fingerprint."""
     digest = hashlib.sha256()
     for split in sorted(p for p in folder.iterdir() if p.is_dir()):
-        digest.update((split / "index.json").read_bytes())
+        index = json.loads((split / "index.json").read_text())
+        index.pop("updated_at", None)  # when LitData wrote it: the same data written again is the same
+        digest.update(json.dumps(index, sort_keys=True).encode())
     digest.update(repr(sorted((k, repr(v)) for k, v in meta.items())).encode())
     return digest.hexdigest()[:16]

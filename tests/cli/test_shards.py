@@ -226,3 +226,17 @@ def test_picture_shards_train_and_a_resumed_run_draws_the_batches_of_an_uninterr
         train(make_cfg(tmp_path / "b", *tiny, f"trainer.max_steps={steps}", record.format(resumed)))
     assert resumed.read_text().splitlines() == straight.read_text().splitlines()
     assert len(straight.read_text().splitlines()) == 7
+
+
+def test_the_same_data_prepared_again_has_the_same_fingerprint_and_other_data_another(tmp_path):
+    """A run resumes on shards written again from the same data (its place in them holds), and is
+    refused on shards of other data (genkit.data.shard_sources)."""
+    args = tiny_text_run(tmp_path)[1:7]
+    for name in ("first", "again"):
+        assert cli_in_process("prepare", *args, f"out={tmp_path / name}", cwd=tmp_path).returncode == 0
+    other = [*args, "data.block_size=8", "data.vocab_size=290"]  # another tokenizer: other ids
+    assert cli_in_process("prepare", *other, f"out={tmp_path / 'other'}", cwd=tmp_path).returncode == 0
+    prints = {
+        name: json.loads((tmp_path / name / META).read_text())["fingerprint"] for name in ("first", "again", "other")
+    }
+    assert prints["first"] == prints["again"] != prints["other"]
