@@ -506,7 +506,7 @@ class ImageFolderDataModule(ImageDataModule):
         split_seed: int = 12345,
         seed: int = 12345,
         batch_size: int = 64,
-        eval_batch_size: int = 256,
+        eval_batch_size: int = 64,
         num_workers: int = 0,
         max_device_batch: int | None = None,
         on_device: str | bool = "auto",

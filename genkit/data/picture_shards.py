@@ -156,7 +156,7 @@ class ImageShardsDataModule(ShardSources, ImageDataModule):
         mix: Any = None,
         name: str = "image_shards",
         batch_size: int = 64,
-        eval_batch_size: int = 256,
+        eval_batch_size: int = 64,
         num_workers: int = 0,
         max_device_batch: int | None = None,
         seed: int = 12345,

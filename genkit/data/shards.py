@@ -59,12 +59,24 @@ def local_cache(cache_dir: str | None, root: str) -> Path:
     return base / hashlib.sha256(str(root).encode()).hexdigest()[:16]
 
 
+def plain_http_endpoint() -> None:
+    """S3-compatible storage served over plain http (a MinIO on the local network, AWS_ENDPOINT_URL=
+    http://...): LitData fetches chunks with obstore when it is installed, which refuses http to a
+    custom endpoint, so its other S3 client (boto3, which takes the endpoint) fetches them. A
+    module setting of LitData's: DataLoader workers forked after this inherit it."""
+    if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        import litdata.streaming.downloader
+
+        litdata.streaming.downloader._OBSTORE_AVAILABLE = False
+
+
 def fetch(root: str, name: str, cache_dir: str | None = None) -> Path:
     """A file of a shard folder on this machine: the local file, or a copy of the remote one."""
     if not is_remote(root):
         return Path(root).expanduser() / name
     from litdata.streaming.downloader import get_downloader
 
+    plain_http_endpoint()
     folder = local_cache(cache_dir, root)
     folder.mkdir(parents=True, exist_ok=True)
     local = folder / name
@@ -183,6 +195,8 @@ def streaming_dataset(root: str, split: str, *, cache_dir: str | None, shuffle: 
     cache = str(local_cache(cache_dir, root) / split) if remote else None
     if not remote:
         check_chunks(Path(split_dir(root, split)))
+    else:
+        plain_http_endpoint()
     try:
         # shuffled: every item of a chunk in a random order ("full"), not LitData's default of windows
         # of 256 neighbouring items, whose batches would each come from one stretch of the text

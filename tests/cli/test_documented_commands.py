@@ -46,6 +46,8 @@ EXCEPTIONS: dict[str, str] = {
     "genkit train model=diffusion data=image_folder data.path=$HOME/photos": PICTURES,
     "genkit prepare data=image_folder data.path=$HOME/photos data.image_size=64 out=shards/photos": PICTURES,
     "genkit train model=gpt data=text_shards data.path=shards/shakespeare": SHARDS,
+    "genkit train model=gpt data=text_shards data.path=/tmp/tb/shards_1000MB trainer.max_steps=1 "
+    "trainer.max_epochs=1 ++trainer.limit_val_batches=2": SHARDS,
     "genkit train model=gpt data=text_shards data.path=shards/shakespeare trainer=ddp_cpu": SHARDS,
     "genkit train model=diffusion data=image_shards data.path=shards/photos data.augment=[hflip]": SHARDS,
     "genkit train model=gpt data=text_shards data.path=[shards/web,shards/books] data.mix=[3,1]": SHARDS,

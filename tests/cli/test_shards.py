@@ -185,9 +185,9 @@ def test_training_streams_shards_from_object_storage(tmp_path, text_shards, monk
         for key, value in dict(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="genkit",
                                AWS_SECRET_ACCESS_KEY="genkit", AWS_DEFAULT_REGION="us-east-1").items():  # fmt: skip
             monkeypatch.setenv(key, value)
-        # LitData fetches chunks with obstore when it is installed, which speaks https only to a
-        # custom endpoint; the S3 client it falls back to (boto3) takes this plain-http one
-        monkeypatch.setattr(litdata.streaming.downloader, "_OBSTORE_AVAILABLE", False)
+        # a plain-http endpoint: genkit routes LitData's chunk fetches through boto3 (obstore refuses
+        # http); the setting is restored after the test
+        monkeypatch.setattr(litdata.streaming.downloader, "_OBSTORE_AVAILABLE", True)
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="corpus")
         for file in text_shards.rglob("*"):
