@@ -84,6 +84,21 @@ class BatchRecorder:
         return _Recorder()
 
 
+def assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path: Path, overrides, stop: int, steps: int) -> Path:
+    """Train `steps` steps straight through, and again stopped after `stop` and resumed: both runs
+    must train on the same batches (tests.helpers.BatchRecorder). The resumed run's directory."""
+    from genkit.commands.train import train
+
+    record = "+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {}}}"
+    straight, resumed = tmp_path / "straight.txt", tmp_path / "resumed.txt"
+    train(make_cfg(tmp_path / "a", *overrides, f"trainer.max_steps={steps}", record.format(straight)))
+    for until in (stop, steps):
+        train(make_cfg(tmp_path / "b", *overrides, f"trainer.max_steps={until}", record.format(resumed)))
+    assert resumed.read_text().splitlines() == straight.read_text().splitlines()
+    assert len(straight.read_text().splitlines()) == steps
+    return tmp_path / "b" / "outputs" / "run"
+
+
 class RowRecorder:
     """A callback that appends each training row (its token ids or pixel sum) and the process's
     rank to a file: which items each DDP process trained on."""

@@ -1,11 +1,12 @@
 """`genkit prepare`: a data set written as shards (genkit.data.shards) for training runs that
-stream their own part of it, on one machine or many.
+stream their own part of it, on one machine or many: token streams (read by data=text_shards),
+pictures (data=image_shards) and prompt -> completion records (data=pairs_shards).
 
 The data set is first prepared as `genkit train` prepares it (text tokenised into its cache in
-worker processes, pictures decoded into theirs), then copied into LitData chunks a piece at a
-time, so memory holds a piece, not the set. The shards are written into a hidden folder beside
-out= and renamed into place when whole, with their description written last: an interrupted or
-failed preparation leaves no folder a run would take for shards.
+worker processes, pictures decoded into theirs, records encoded into rows), then copied into
+LitData chunks a piece at a time, so memory holds a piece, not the set. The shards are written
+into a hidden folder beside out= and renamed into place when whole, with their description
+written last: an interrupted or failed preparation leaves no folder a run would take for shards.
 """
 
 import errno
@@ -19,6 +20,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from genkit.commands.options import check_options
+from genkit.data.base import GenkitDataModule
+from genkit.data.pairs import PairsDataModule
+from genkit.data.shard_sources import ShardSources
 from genkit.data.shards import META, is_remote, write_meta
 from genkit.errors import GenkitError
 from genkit.options import BOOLEAN, Option
@@ -39,6 +43,8 @@ KINDS = {
     "text": ("tokens", "genkit.data.token_shards:write_shards", "text_shards"),
     "images": ("pictures", "genkit.data.picture_shards:write_shards", "image_shards"),
 }
+# prompt -> completion records (modality "text" too, but rows, not a token stream)
+PAIRS = ("pairs", "genkit.data.pair_shards:write_shards", "pairs_shards")
 
 
 def prepare(cfg: DictConfig) -> Path:
@@ -56,14 +62,7 @@ def prepare(cfg: DictConfig) -> Path:
     out = Path(cfg.out).expanduser().absolute()
     _check_out(out, bool(cfg.overwrite))
     datamodule = build_datamodule(cfg)
-    modality = getattr(datamodule, "modality", None)
-    if modality not in KINDS or not hasattr(datamodule, "ids" if modality == "text" else "train_set"):
-        raise GenkitError(
-            f"genkit prepare writes shards of token streams (data=text, tinyshakespeare, ptb, wikitext103, "
-            f"hf_text, ...) and of pictures (data=image_folder, mnist, ...); data={datamodule.name} is neither. "
-            f"data=pairs streams its records from its own on-disk cache: train on it as it is."
-        )
-    kind, writer, config = KINDS[modality]
+    kind, writer, config = _kind(datamodule)
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.setup("test")
@@ -98,6 +97,25 @@ def prepare(cfg: DictConfig) -> Path:
         flush=True,
     )
     return out
+
+
+def _kind(datamodule: GenkitDataModule) -> tuple[str, str, str]:
+    """(shard kind, its writer, the data config that reads them) of a data module, or one paragraph."""
+    if isinstance(datamodule, ShardSources):
+        raise GenkitError(
+            f"data={datamodule.name} reads shards `genkit prepare` wrote already; train on them as they are (copy "
+            f"the folder to move it), or prepare the data set they came from again with other settings."
+        )
+    if isinstance(datamodule, PairsDataModule):
+        return PAIRS
+    modality = getattr(datamodule, "modality", None)
+    if modality not in KINDS or not hasattr(datamodule, "ids" if modality == "text" else "train_set"):
+        raise GenkitError(
+            f"genkit prepare writes shards of token streams (data=text, tinyshakespeare, ptb, wikitext103, "
+            f"hf_text, ...), of pictures (data=image_folder, mnist, ...) and of prompt -> completion records "
+            f"(data=pairs); data={datamodule.name} is none of these. Train on it as it is."
+        )
+    return KINDS[modality]
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -265,8 +265,7 @@ class ImageShardsDataModule(ShardSources, ImageDataModule):
         return x, batch["label"].long()
 
     def _augment_seed(self) -> int:
-        state = self._train_batches.state_dict()
-        place = [self.seed, self.trainer.global_rank, state["current_epoch"], state["num_samples_yielded"]]
+        place = [self.seed, self.trainer.global_rank, *self._train_batches.position()]
         digest = hashlib.sha256(json.dumps(place, sort_keys=True).encode()).digest()
         return int.from_bytes(digest[:8], "little") % 2**63
 

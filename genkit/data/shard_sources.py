@@ -1,7 +1,8 @@
-"""What a data module over shard folders shares (genkit.data.token_shards, picture_shards): the
-folders of data.path and their weights (data.mix), their descriptions read once and checked,
-the fingerprints a checkpoint keeps so that a resumed run is refused on other shards, and the
-training loader that streams every folder, each process its own part (genkit.data.shards)."""
+"""What a data module over shard folders shares (genkit.data.token_shards, picture_shards,
+pair_shards): the folders of data.path and their weights (data.mix), their descriptions read
+once and checked, the fingerprints a checkpoint keeps so that a resumed run is refused on other
+shards, and the training loader that streams every folder, each process its own part
+(genkit.data.shards)."""
 
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -73,9 +74,15 @@ class ShardSources:
 
     # ---- training -----------------------------------------------------------------------------
 
-    def streamed_training_loader(self, items: str, item_loader: Callable[[], Any] | None = None) -> ShardLoader:
+    def streamed_training_loader(
+        self,
+        items: str,
+        item_loader: Callable[[], Any] | None = None,
+        collate_fn: Callable[[list], Any] | None = None,
+    ) -> ShardLoader:
         """This process's training batches, streamed from every folder (mixed by data.mix);
-        `items` names a training item in the message for a folder too small for one batch."""
+        `items` names a training item in the message for a folder too small for one batch;
+        `collate_fn` joins a batch's items (shards.shard_loader)."""
         self.metas()
         batch = per_process(self.trainer, self.batch_size)
         extra = (lambda: {"item_loader": item_loader()}) if item_loader else dict
@@ -89,7 +96,7 @@ class ShardSources:
                     f"The shards in {p} hold {len(dataset)} {items} for this process, fewer than its batch of {batch}; "
                     f"lower data.batch_size."
                 )
-        loader = shard_loader(datasets, self.weights, batch, self.seed, self.num_workers)
+        loader = shard_loader(datasets, self.weights, batch, self.seed, self.num_workers, collate_fn)
         self._train_batches = loader  # GenkitDataModule.on_before_batch_transfer counts what training consumed
         return loader
 

@@ -3,27 +3,29 @@ part of, from a local folder or from object storage (s3://, gs://, azure://; Lit
 
 `genkit prepare data=<name> out=<folder>` writes (genkit.commands.prepare):
 
-    <folder>/genkit-shards.json   what the shards hold: kind (tokens | pictures), the data set
+    <folder>/genkit-shards.json   what the shards hold: kind (tokens | pictures | pairs), the data set
                                   they came from, its sizes, a fingerprint, the format version
-    <folder>/tokenizer.json       token shards: the tokenizer the ids mean
+    <folder>/tokenizer.json       token and pair shards: the tokenizer the ids mean
     <folder>/train/ val/ test/    one LitData folder per split (index.json + chunk-*.bin)
 
 Why LitData (measured in docs/benchmarks/data.md with scripts/bench_shard_formats.py): it read
-the same items faster than MosaicML streaming and as fast as WebDataset on this machine, it
-splits the chunks between processes and nodes itself, its loader saves and restores its
-position mid-epoch (WebDataset's cannot), it mixes sources by weight, and it installs beside
-genkit's pins (MosaicML streaming pins transformers<5).
+the same items 2.7 to 6 times faster than WebDataset and MosaicML streaming on this machine, it
+splits the chunks between processes, nodes and workers itself, its loader saves and restores its
+position mid-epoch (WebDataset's cannot), it reads token streams as blocks of any length, and it
+installs beside genkit's pins (MosaicML streaming pins transformers<5).
 
 What is genkit's own here: the folder's description (so a shard folder is checked against what
-a run expects before anything is read), and `ShardLoader`, which saves the position of the last
-batch training *consumed*: Lightning fetches a batch ahead, so LitData's own count is one batch
-past what a resumed run must start from.
+a run expects before anything is read), `ShardLoader`, which saves the position of the last
+batch training *consumed* (Lightning fetches a batch ahead, so LitData's own count is one batch
+past what a resumed run must start from), and the mixing of several folders
+(genkit.data.shard_mix, which says why).
 """
 
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,8 @@ def read_meta(root: str, kind: str | None = None, cache_dir: str | None = None) 
             f"Write them again with this genkit's `genkit prepare data={meta.get('data', '<name>')} out={root}`."
         )
     if kind is not None and meta.get("kind") != kind:
-        other = {"tokens": "data=text_shards", "pictures": "data=image_shards"}.get(meta.get("kind"), "")
+        other = {"tokens": "data=text_shards", "pictures": "data=image_shards", "pairs": "data=pairs_shards"}
+        other = other.get(meta.get("kind"), "")
         raise GenkitError(
             f"The shards in {root} hold {meta.get('kind')} (from data={meta.get('data')}), not {kind}; "
             f"train on them with {other or 'the matching data config'}."
@@ -228,15 +231,24 @@ def check_chunks(folder: Path) -> None:
             )
 
 
-def shard_loader(datasets: list, weights: list[float] | None, batch_size: int, seed: int, num_workers: int):
-    """The training loader over one source, or several mixed (by weight, or each once per epoch)."""
-    from litdata import CombinedStreamingDataset
+def shard_loader(
+    datasets: list,
+    weights: list[float] | None,
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    collate_fn: Callable[[list], Any] | None = None,
+):
+    """The training loader over one source, or several mixed (by weight, or each once per epoch);
+    `collate_fn` joins a batch's items (None: LitData's, which stacks them). Several sources are
+    mixed a batch at a time, each through its own loader (genkit.data.shard_mix says why)."""
+    from genkit.data.shard_mix import MixedLoader
 
-    if len(datasets) == 1:
-        dataset = datasets[0]
-    else:
-        dataset = CombinedStreamingDataset(datasets, seed=seed, weights=weights, iterate_over_all=weights is None)
-    return ShardLoader(dataset, batch_size=batch_size, num_workers=num_workers, drop_last=True)
+    loaders = [
+        ShardLoader(dataset, batch_size=batch_size, num_workers=num_workers, drop_last=True, collate_fn=collate_fn)
+        for dataset in datasets
+    ]
+    return loaders[0] if len(loaders) == 1 else MixedLoader(loaders, weights, seed)
 
 
 class ShardLoader(StreamingDataLoader):
@@ -254,7 +266,10 @@ class ShardLoader(StreamingDataLoader):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._positions: list[tuple] = []
+        # the position after each batch handed out and not yet consumed, and the saved one
+        self._positions: deque[tuple] = deque()
+        self._saved: tuple | None = None
+        self._trained = False  # whether training consumed a batch of the current iteration
 
     def _position(self) -> tuple:
         from copy import deepcopy
@@ -262,21 +277,40 @@ class ShardLoader(StreamingDataLoader):
         return tuple(deepcopy(getattr(self, name)) for name in self._POSITION)
 
     def __iter__(self) -> Iterator[Any]:
-        # where an epoch that yields nothing would resume: as it stands before iterating
-        self._positions = [self._position()]
+        # a restored position holds for one epoch: Lightning ends an epoch after len(loader) batches
+        # without asking for one more, which leaves LitData's iteration unfinished and its `restore`
+        # flag set, so LitData would start the next epoch from the restored position again
+        if self.restore and self._trained:
+            self.restore = False
+        self._trained = False
+        if not self._positions:  # nothing handed out waits: an epoch that yields nothing resumes here
+            self._saved = self._position()
+        # else the last batches of the pass before are still to be consumed (a mixed loader fetches
+        # ahead across passes, genkit.data.shard_mix): their positions stay first in line
         for batch in super().__iter__():
             self._positions.append(self._position())
             yield batch
 
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        super().load_state_dict(obj)
+        self._trained = False  # the restored epoch is still to be trained
+
     def consumed(self) -> None:
-        if len(self._positions) > 1:
-            self._positions.pop(0)
+        self._trained = True
+        if self._positions:
+            self._saved = self._positions.popleft()
+
+    def position(self) -> tuple[int, int]:
+        """Where training stands in the shards (epoch, items consumed in it): what seeds a batch's
+        random augmentation, the same in a resumed run."""
+        saved = self._saved or self._position()
+        return int(saved[3]), int(saved[0])
 
     def state_dict(self) -> dict[str, Any]:
-        if not self._positions:
+        if self._saved is None:  # never iterated: as it stands (a position loaded, or none)
             return super().state_dict()
         now = self._position()
-        for name, value in zip(self._POSITION, self._positions[0], strict=True):
+        for name, value in zip(self._POSITION, self._saved, strict=True):
             setattr(self, name, value)
         try:
             return super().state_dict()

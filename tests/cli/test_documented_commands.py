@@ -50,6 +50,7 @@ EXCEPTIONS: dict[str, str] = {
     "trainer.max_epochs=1 ++trainer.limit_val_batches=2": SHARDS,
     "genkit train model=gpt data=text_shards data.path=shards/shakespeare trainer=ddp_cpu": SHARDS,
     "genkit train model=diffusion data=image_shards data.path=shards/photos data.augment=[hflip]": SHARDS,
+    "genkit train model=gpt data=pairs_shards data.path=shards/my_task": SHARDS,
     "genkit train model=gpt data=text_shards data.path=[shards/web,shards/books] data.mix=[3,1]": SHARDS,
     "genkit train model=gpt data=text_shards data.path=s3://my-bucket/shards/shakespeare trainer=ddp": SHARDS,
     "genkit train model=gan model.conditional=true data=image_folder data.path=$HOME/photos "

@@ -11,7 +11,14 @@ import pytest
 from genkit.commands.train import train
 from genkit.data.shards import META
 from tests.cli.test_bad_input import assert_one_paragraph
-from tests.helpers import REPO, cli_in_process, make_cfg, run_cli, tiny_text_run
+from tests.helpers import (
+    REPO,
+    assert_resumed_run_draws_the_batches_of_a_straight_one,
+    cli_in_process,
+    make_cfg,
+    run_cli,
+    tiny_text_run,
+)
 
 SMALL = ["data.block_size=16", "data.batch_size=8", "model.net.n_layer=1", "trainer.accelerator=cpu",
          "trainer.precision=32-true"]  # fmt: skip
@@ -33,13 +40,8 @@ def shards_run(tmp_path, shards, *extra):
 
 def test_a_run_resumed_mid_epoch_from_shards_trains_on_the_batches_of_an_uninterrupted_one(tmp_path, text_shards):
     common = ("trainer.max_epochs=-1", "trainer.val_check_interval=4", "++trainer.limit_val_batches=1")
-    straight, resumed = tmp_path / "straight.txt", tmp_path / "resumed.txt"
-    record = "+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {}}}"
-    train(shards_run(tmp_path / "a", text_shards, *common, "trainer.max_steps=10", record.format(straight)))
-    for steps in (5, 10):
-        train(shards_run(tmp_path / "b", text_shards, *common, f"trainer.max_steps={steps}", record.format(resumed)))
-    assert resumed.read_text().splitlines() == straight.read_text().splitlines()
-    assert len(straight.read_text().splitlines()) == 10
+    run = ["model=gpt", "data=text_shards", f"data.path={text_shards}", *SMALL, *common]
+    assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, run, stop=5, steps=10)
 
 
 def test_a_checkpoint_of_a_shards_run_samples_without_the_shards(tmp_path, text_shards):
@@ -137,9 +139,9 @@ PREPARE_CASES = {
     ),
     "out is not shards": (lambda tmp, shards: [f"out={tmp.parent}"], ["does not hold shards", "replaces nothing else"]),
     "out holds shards": (lambda tmp, shards: [f"out={shards}"], ["already holds shards", "overwrite=true"]),
-    "pairs": (
-        lambda tmp, shards: ["data=pairs", f"data.path={tmp / 'p.jsonl'}", f"out={tmp / 'o'}"],
-        ["neither", "data=pairs streams its records"],
+    "shards again": (
+        lambda tmp, shards: ["data=text_shards", f"data.path={shards}", f"out={tmp / 'o'}"],
+        ["data=text_shards reads shards `genkit prepare` wrote already", "train on them as they are"],
     ),
     "unknown option": (
         lambda tmp, shards: ["shard_size=5", f"out={tmp / 'o'}"],
@@ -151,7 +153,6 @@ PREPARE_CASES = {
 @pytest.mark.parametrize("case", PREPARE_CASES)
 def test_bad_prepare_input_is_one_paragraph(tmp_path, text_shards, case):
     make, words = PREPARE_CASES[case]
-    (tmp_path / "p.jsonl").write_text('{"prompt": "a", "completion": "b"}\n' * 20)
     args = make(tmp_path, text_shards)
     data = [] if any(a.startswith("data=") for a in args) else tiny_text_run(tmp_path)[1:7]
     assert_one_paragraph(cli_in_process("prepare", *data, *args, cwd=tmp_path), words)
@@ -219,13 +220,8 @@ def test_picture_shards_train_and_a_resumed_run_draws_the_batches_of_an_uninterr
     tiny = ["model=gan", "data=image_shards", f"data.path={shards}", "data.batch_size=16", "data.eval_batch_size=16",
             "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.max_epochs=-1",
             "data.augment=[hflip]"]  # fmt: skip
-    straight, resumed = tmp_path / "straight.txt", tmp_path / "resumed.txt"
-    record = "+callbacks.recorder={{_target_: tests.helpers.BatchRecorder, path: {}}}"
-    train(make_cfg(tmp_path / "a", *tiny, "trainer.max_steps=7", record.format(straight)))
-    for steps in (3, 7):  # 4 batches an epoch: stopped mid-epoch, resumed into the next
-        train(make_cfg(tmp_path / "b", *tiny, f"trainer.max_steps={steps}", record.format(resumed)))
-    assert resumed.read_text().splitlines() == straight.read_text().splitlines()
-    assert len(straight.read_text().splitlines()) == 7
+    # 4 batches an epoch: stopped mid-epoch, resumed into the next
+    assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, tiny, stop=3, steps=7)
 
 
 def test_the_same_data_prepared_again_has_the_same_fingerprint_and_other_data_another(tmp_path):

@@ -118,7 +118,8 @@ def test_mixed_sources_follow_their_weights(tmp_path):
     alone = shards_module(str(a))
     a_rows = {r for batch in fed(alone, alone.train_dataloader()) for r in rows(batch)}
     module = shards_module([str(a), str(b)], mix=[3, 1])
-    seen = [r for batch in fed(module, module.train_dataloader(), 60) for r in rows(batch)]
+    # a batch comes whole from one source, drawn 3 to 1 (genkit.data.shard_mix): over 300 batches
+    seen = [r for batch in drawn(module, module.train_dataloader(), 300) for r in batch]
     share = sum(r in a_rows for r in seen) / len(seen)
     assert 0.65 < share < 0.85, share
     # validation: both sources' splits, end to end
@@ -162,3 +163,36 @@ def test_a_resumed_run_on_other_shards_is_refused(tmp_path):
     sampling = shards_module(str(b))
     sampling.trainer = None
     sampling.load_state_dict(state)
+
+
+def drawn(module, loader, n: int) -> list:
+    """n batches as training draws them, pass after pass of the loader."""
+    seen: list = []
+    while len(seen) < n:
+        got = [rows(batch) for batch in fed(module, loader, n - len(seen))]
+        if not got:
+            break
+        seen += got
+    return seen
+
+
+@pytest.mark.parametrize("mix", [[3, 1], None])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mixed_sources_resume_with_the_batches_an_uninterrupted_run_draws(tmp_path, mix, workers):
+    a, _ = shard_folder(tmp_path, "a", seed=0)
+    b, _ = shard_folder(tmp_path, "b", seed=1)
+    sources = [str(a), str(b)]
+    straight = shards_module(sources, mix=mix, num_workers=workers)
+    loader = straight.train_dataloader()
+    epoch = len(loader)
+    # two epochs: with weights, a source drawn more than its share runs out and starts again
+    whole = drawn(straight, loader, 2 * epoch)
+    assert len(whole) == 2 * epoch
+    for stop in (1, 7, epoch, epoch + 3):
+        first = shards_module(sources, mix=mix, num_workers=workers)
+        stopped = first.train_dataloader()
+        before = drawn(first, stopped, stop)
+        resumed = shards_module(sources, mix=mix, num_workers=workers)
+        again = resumed.train_dataloader()
+        again.load_state_dict(stopped.state_dict())
+        assert before + drawn(resumed, again, 2 * epoch - stop) == whole, f"stopped after {stop} batches"

@@ -26,6 +26,14 @@ def modality(group: str, option: str) -> str:
 # what picture shards' description tells a config (genkit.data.picture_shards.write_shards)
 IMAGE_SIZES = {"image_size": 32, "channels": 3, "num_classes": 2, "class_names": ["a", "b"], "classifier_epochs": 4}
 
+# what each kind of shards' description tells a config (genkit.data.*_shards.write_shards)
+SHARD_SIZES = {
+    "text_shards": ("tokens", {"vocab_size": 65, "token_unit": "char"}),
+    "image_shards": ("pictures", IMAGE_SIZES),
+    "pairs_shards": ("pairs", {"vocab_size": 65, "block_size": 32, "token_unit": "char", "separator": " =>",
+                               "long_prompts": "error", "prompt_key": "prompt", "completion_key": "completion"}),
+}  # fmt: skip
+
 # every model with every data set of its modality, read from the config folders
 PAIRS = [(m, d) for m in options("model") for d in options("data") if modality("model", m) == modality("data", d)]
 
@@ -44,8 +52,7 @@ def test_pairs_instantiate(tmp_path, tiny_data_root, model, data):
     if data == "hf_text":  # names the user's dataset; building reads nothing yet
         overrides.append(f"data.dataset={tmp_path}")
     elif data.endswith("_shards"):  # the config reads the shards' description; building reads nothing more
-        kind = "tokens" if data == "text_shards" else "pictures"
-        sizes = {"vocab_size": 65, "token_unit": "char"} if kind == "tokens" else IMAGE_SIZES
+        kind, sizes = SHARD_SIZES[data]
         write_meta(tmp_path, {"kind": kind, "data": "made-up", **sizes})
         overrides.append(f"data.path={tmp_path}")
     else:
