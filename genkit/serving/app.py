@@ -1,5 +1,6 @@
 """The HTTP app of `genkit serve` (FastAPI on uvicorn): one loaded model behind OpenAI's
-completions shape (text) or /v1/images (images), /health, /v1/models and the page at /.
+completions shape (text) or /v1/images (images), /health, /v1/models, Prometheus's /metrics
+(genkit.serving.metrics) and the page at /.
 
 Every refusal is a 4xx JSON error in OpenAI's shape that names the field (`param`) and the
 limit, text that is not Unicode (a lone surrogate of JSON's \\ud800 escapes) included; a fault
@@ -12,6 +13,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from genkit.models.base import GenerativeModel
 from genkit.serving.batcher import Batcher, Job
 from genkit.serving.fields import RequestError, check_text
 from genkit.serving.images import image_fields, images_body, read_images_request, run_image_batch
+from genkit.serving.metrics import ServeMetrics
 from genkit.serving.text import (
     chunk_body,
     completion_body,
@@ -73,6 +76,14 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
         await batcher.stop()  # the server stopped taking requests and answered those in flight
 
     app = FastAPI(title="genkit serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = ServeMetrics({"/", "/health", "/v1/models", "/metrics", endpoint})
+
+    @app.middleware("http")
+    async def counted(request: Request, call_next: Callable) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        metrics.observe(request.url.path, response.status_code, time.perf_counter() - start)
+        return response
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, err: RequestError) -> JSONResponse:
@@ -81,7 +92,7 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
     @app.exception_handler(HTTPException)
     async def no_route(request: Request, err: HTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path}: {err.detail}. This server answers GET /, GET /health, " \
-                  f"GET /v1/models and POST {endpoint}."  # fmt: skip
+                  f"GET /v1/models, GET /metrics and POST {endpoint}."  # fmt: skip
         return JSONResponse(RequestError(message, None, err.status_code).body(), status_code=err.status_code)
 
     @app.exception_handler(Exception)
@@ -144,6 +155,13 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
         check_key(request)
         batcher = state["batcher"]
         return {"status": "ok", "model": settings.model_id, "queued": batcher.waiting, "busy": batcher.busy}
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        check_key(request)
+        batcher = state["batcher"]
+        body, content_type = metrics.render(batcher.waiting, batcher.busy)
+        return Response(body, media_type=content_type)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict:

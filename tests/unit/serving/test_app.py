@@ -199,12 +199,35 @@ def test_bad_image_requests_then_a_good_one(image_client):
 def test_api_key_is_asked_of_every_call_but_the_page(tiny_gpt):
     with client_for(tiny_gpt, api_key="s3cret") as client:
         assert client.get("/health").status_code == 401
+        assert client.get("/metrics").status_code == 401
         refused = client.post("/v1/completions", json={"prompt": "line"})
         assert refused.status_code == 401 and refused.json()["error"]["param"] == "api_key"
         assert client.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2},
                            headers={"X-API-Key": "s3cret"}).status_code == 200  # fmt: skip
         assert client.get("/").status_code == 200
+
+
+def test_metrics_count_requests_by_route_and_status_in_prometheus_format(tiny_gpt):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with client_for(tiny_gpt) as client:
+        for _ in range(2):
+            assert client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2}).status_code == 200
+        assert client.post("/v1/completions", json={"max_tokens": -1}).status_code == 400
+        for path in ("/health", "/wp-login.php", "/.env"):
+            client.get(path)
+        answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(answer.text) for s in family.samples}  # fmt: skip
+    assert samples[("genkit_requests_total", (("route", "/v1/completions"), ("status", "200")))] == 2
+    assert samples[("genkit_requests_total", (("route", "/v1/completions"), ("status", "400")))] == 1
+    assert samples[("genkit_requests_total", (("route", "/health"), ("status", "200")))] == 1
+    # paths that are no route share one series: a scanner cannot grow the set
+    assert samples[("genkit_requests_total", (("route", "other"), ("status", "404")))] == 2
+    assert samples[("genkit_request_seconds_count", (("route", "/v1/completions"),))] == 3
+    assert samples[("genkit_queued_requests", ())] == 0 and samples[("genkit_batch_running", ())] == 0
 
 
 def test_request_over_the_time_limit_is_408_and_the_server_goes_on(tiny_gpt):
