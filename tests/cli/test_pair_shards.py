@@ -43,7 +43,7 @@ def test_prepare_writes_the_training_rows_as_chunks_and_the_evaluation_files_who
 def test_a_run_on_pair_shards_resumes_mid_epoch_on_the_batches_of_an_uninterrupted_one_and_evaluates(
     tmp_path, pair_shards
 ):
-    common = [*TINY, f"data.path={pair_shards}", "trainer.max_epochs=-1", "trainer.val_check_interval=4",
+    common = [*TINY, f"data.path={pair_shards}", "trainer.max_epochs=3", "trainer.val_check_interval=4",
               "++trainer.limit_val_batches=1"]  # fmt: skip
     # 7 batches an epoch: stopped mid-epoch, resumed into the next
     run = assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, common, stop=3, steps=10)

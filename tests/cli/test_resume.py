@@ -16,7 +16,16 @@ from genkit.checkpoints.files import AtomicCheckpointIO, CheckpointWriteError, l
 from genkit.commands.train import train
 from tests.cli.hold import hold_at
 from tests.cli.test_bad_input import assert_one_paragraph
-from tests.helpers import REPO, TINY_IMAGE_RUN, cli_in_process, make_cfg, run_cli, wait_for
+from tests.helpers import (
+    REPO,
+    TINY_IMAGE_RUN,
+    assert_resumed_run_draws_the_batches_of_a_straight_one,
+    cli_in_process,
+    make_cfg,
+    run_cli,
+    tiny_text_run,
+    wait_for,
+)
 
 
 def tiny_gan(tmp_path, root, *extra):
@@ -71,6 +80,15 @@ def test_resumed_run_sees_exactly_the_unseen_batches(tmp_path, tiny_data_root):
         )
     assert resumed.read_text().splitlines() == straight.read_text().splitlines()
     assert len(straight.read_text().splitlines()) == 12
+
+
+def test_a_gpt_run_resumed_mid_epoch_sees_exactly_the_unseen_windows(tmp_path):
+    """With max_epochs set, the GPT's LR schedule counts the run's steps while the optimizer is
+    configured, which builds the training loader before the checkpoint is restored: the loader's
+    saved position must still be loaded into the loader that trains (genkit.models.gpt.planned_steps)."""
+    run = [*tiny_text_run(tmp_path), "trainer.max_epochs=3", "trainer.val_check_interval=4",
+           "++trainer.limit_val_batches=1"]  # fmt: skip
+    assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, run, stop=5, steps=10)
 
 
 def start_training(tmp_path, root, *extra, max_steps: int = 100000) -> tuple[subprocess.Popen, object]:
