@@ -20,9 +20,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from genkit.commands.options import check_options
-from genkit.data.base import GenkitDataModule
-from genkit.data.pairs import PairsDataModule
-from genkit.data.shard_sources import ShardSources
 from genkit.data.shards import META, is_remote, write_meta
 from genkit.errors import GenkitError
 from genkit.options import BOOLEAN, Option
@@ -37,14 +34,6 @@ OPTIONS = {
                         BOOLEAN),
     "seed": Option(12345, "the seed data configs read (a picture folder's validation split follows data.split_seed)"),
 }  # fmt: skip
-
-# data module modality -> (shard kind, "module:writer" of genkit.data), the data config that reads them
-KINDS = {
-    "text": ("tokens", "genkit.data.token_shards:write_shards", "text_shards"),
-    "images": ("pictures", "genkit.data.picture_shards:write_shards", "image_shards"),
-}
-# prompt -> completion records (modality "text" too, but rows, not a token stream)
-PAIRS = ("pairs", "genkit.data.pair_shards:write_shards", "pairs_shards")
 
 
 def prepare(cfg: DictConfig) -> Path:
@@ -62,7 +51,8 @@ def prepare(cfg: DictConfig) -> Path:
     out = Path(cfg.out).expanduser().absolute()
     _check_out(out, bool(cfg.overwrite))
     datamodule = build_datamodule(cfg)
-    kind, writer, config = _kind(datamodule)
+    # what this data set is written as (its contract: GenkitDataModule.shards), or one paragraph
+    kind, writer, config = datamodule.shard_writer()
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.setup("test")
@@ -97,25 +87,6 @@ def prepare(cfg: DictConfig) -> Path:
         flush=True,
     )
     return out
-
-
-def _kind(datamodule: GenkitDataModule) -> tuple[str, str, str]:
-    """(shard kind, its writer, the data config that reads them) of a data module, or one paragraph."""
-    if isinstance(datamodule, ShardSources):
-        raise GenkitError(
-            f"data={datamodule.name} reads shards `genkit prepare` wrote already; train on them as they are (copy "
-            f"the folder to move it), or prepare the data set they came from again with other settings."
-        )
-    if isinstance(datamodule, PairsDataModule):
-        return PAIRS
-    modality = getattr(datamodule, "modality", None)
-    if modality not in KINDS or not hasattr(datamodule, "ids" if modality == "text" else "train_set"):
-        raise GenkitError(
-            f"genkit prepare writes shards of token streams (data=text, tinyshakespeare, ptb, wikitext103, "
-            f"hf_text, ...), of pictures (data=image_folder, mnist, ...) and of prompt -> completion records "
-            f"(data=pairs); data={datamodule.name} is none of these. Train on it as it is."
-        )
-    return KINDS[modality]
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -20,6 +20,9 @@ A data set is one LightningDataModule subclass of `GenkitDataModule` plus one co
 - `throughput_unit` and `items_per_sample`: what `genkit bench` counts per second.
 - `task_records(split)`: prompt -> completion records that eval scores as a task (exact match,
   a classification report or ROUGE-L); empty for data that is not a task.
+- `shards` / `shard_writer()`: what `genkit prepare` writes of the data set (genkit.data.shards):
+  the kind of shards, the "module:function" that writes them, and the data config that trains
+  from them; None (the default): the data set is not written as shards, said in one paragraph.
 - `file_keys`: the config keys whose values name the user's own files or data sets. A checkpoint
   carries its data config; genkit reads what these keys name only when this machine's `genkit
   train` signed them (genkit.checkpoints.provenance), so every key that can name a file of the
@@ -55,6 +58,9 @@ class GenkitDataModule(L.LightningDataModule):
     #: Hugging Face dataset): signed when stored in a checkpoint, else never read from one. The
     #: first is the one `data_path=` replaces (the others are then cleared).
     file_keys: ClassVar[tuple[str, ...]] = ("path",)
+    #: what `genkit prepare` writes of this data set: (shard kind, "module:function" that writes them
+    #: from the set-up data module into a folder, the data config that trains from them); None: none
+    shards: ClassVar[tuple[str, str, str] | None] = None
 
     name: str
     batch_size: int
@@ -133,6 +139,18 @@ class GenkitDataModule(L.LightningDataModule):
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         """Generated samples as text to print; nothing for images."""
         return []
+
+    # ---- shards ---------------------------------------------------------------------------------
+
+    def shard_writer(self) -> tuple[str, str, str]:
+        """`shards`, or one paragraph saying that genkit prepare does not write this data set."""
+        if self.shards is None:
+            raise GenkitError(
+                f"genkit prepare writes shards of token streams (data=text, tinyshakespeare, ptb, wikitext103, "
+                f"hf_text, ...), of pictures (data=image_folder, mnist, ...) and of prompt -> completion records "
+                f"(data=pairs); data={self.name} is none of these. Train on it as it is."
+            )
+        return self.shards
 
     # ---- tasks ------------------------------------------------------------------------------
 

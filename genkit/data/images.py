@@ -83,6 +83,7 @@ class ImageDataModule(GenkitDataModule):
     modality = "images"
     # a built-in set's files live under the data root, named by genkit's own config
     file_keys = ()
+    shards = ("pictures", "genkit.data.picture_shards:write_shards", "image_shards")
     input_options = {
         "images": {},
         "image_labels": {},

@@ -94,6 +94,7 @@ class PairsDataModule(GenkitDataModule):
     sample_suffix = ".txt"
     input_options = {"prompt_ids": {"prompt": Option("", "the prompt to complete", TEXT, shown='prompt="..."')}}
     file_keys = ("path", "files", "dataset")
+    shards = ("pairs", "genkit.data.pair_shards:write_shards", "pairs_shards")
 
     def __init__(
         self,

@@ -100,6 +100,12 @@ class ShardSources:
         self._train_batches = loader  # GenkitDataModule.on_before_batch_transfer counts what training consumed
         return loader
 
+    def shard_writer(self) -> tuple[str, str, str]:
+        raise GenkitError(
+            f"data={self.name} reads shards `genkit prepare` wrote already; train on them as they are (copy "
+            f"the folder to move it), or prepare the data set they came from again with other settings."
+        )
+
     def reference_data(self) -> dict:
         source = self.metas()[0].get("data", "<name>")
         raise GenkitError(

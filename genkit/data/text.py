@@ -219,6 +219,7 @@ class TextDataModule(GenkitDataModule):
     # `files` and `mirrors` are a built-in data set's, under the data root (genkit's own config
     # replaces them on restore); `path` is the user's
     file_keys = ("path",)
+    shards = ("tokens", "genkit.data.token_shards:write_shards", "text_shards")
 
     def __init__(
         self,
