@@ -95,3 +95,8 @@ def _fsync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def is_full_disk(err: OSError) -> bool:
+    """Whether a write failed because the disk (or the user's quota on it) is full."""
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -9,7 +9,6 @@ into a hidden folder beside out= and renamed into place when whole, with their d
 written last: an interrupted or failed preparation leaves no folder a run would take for shards.
 """
 
-import errno
 import hashlib
 import json
 import logging
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from genkit.atomic import is_full_disk
 from genkit.commands.options import check_options
 from genkit.data.shards import META, is_remote, write_meta
 from genkit.errors import GenkitError
@@ -66,7 +66,7 @@ def prepare(cfg: DictConfig) -> Path:
         write_meta(partial, meta)
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not is_full_disk(error):
             raise
         raise GenkitError(
             f"The disk holding {out.parent} filled up while genkit was writing the shards of {datamodule.name}; "

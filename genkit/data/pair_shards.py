@@ -26,6 +26,7 @@ from genkit.data.pairs import PairsDataModule
 from genkit.data.records import MAX_RECORD_BYTES, Pairs
 from genkit.data.shard_sources import ShardSources
 from genkit.data.shards import TOKENIZER, SplitWriter, fetch
+from genkit.data.token_files import mapped_again
 from genkit.data.tokenizers import load_tokenizer, save_tokenizer
 from genkit.errors import GenkitError
 
@@ -44,18 +45,14 @@ def _split_files(split: str) -> tuple[str, ...]:
 
 def training_items(rows: PairRows) -> Iterator[dict[str, Any]]:
     """The rows of a split as shard items, read a block of about BLOCK_TOKENS tokens at a time
-    from a map opened for each block: the pages a map kept open has read count in the process's
-    memory (genkit.data.token_shards._pieces)."""
-    ids, starts = rows.ids, rows.starts
-    mapped = (ids.filename, ids.dtype, len(ids)) if isinstance(ids, np.memmap) else None
+    from a map opened for each block (genkit.data.token_files.mapped_again says why)."""
+    starts = rows.starts
     first = 0
     while first < len(rows):
         # the rows that end within BLOCK_TOKENS of the first's start (at least the first)
         last = int(np.searchsorted(starts, starts[first] + BLOCK_TOKENS, side="right")) - 1
         last = min(max(last, first + 1), len(rows))
-        if mapped is not None:
-            ids = np.memmap(mapped[0], dtype=mapped[1], mode="r", shape=(mapped[2],))
-        block = np.array(ids[starts[first] : starts[last]])
+        block = np.array(mapped_again(rows.ids)[starts[first] : starts[last]])
         for i in range(first, last):
             row = block[starts[i] - starts[first] : starts[i + 1] - starts[first]]
             yield {"ids": row, "prompt_len": int(rows.prompt_lens[i])}

@@ -67,8 +67,7 @@ class ShardSources:
             raise GenkitError(
                 f"This run was trained on other shards than data.path={','.join(self.paths)} names (another data "
                 f"set, or this one prepared with other settings): its place in the training data means nothing in "
-                f"these. "
-                f"Resume with the shards it was trained on, or start a new run from its weights with "
+                f"these. Resume with the shards it was trained on, or start a new run from its weights with "
                 f"model.init_from=<its checkpoint>."
             )
 

@@ -28,7 +28,7 @@ from genkit.data.batching import data_device, per_process
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.text_files import check_encoding, empty_split_message
 from genkit.data.text_pieces import FileStream, SplitRange, cut_stream, pieces, whole
-from genkit.data.token_files import Encoder, PartialCache, default_num_proc, fit_tokenizer, write_split
+from genkit.data.token_files import Encoder, PartialCache, default_num_proc, fit_tokenizer, mapped_again, write_split
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
 from genkit.options import TEXT, Option
@@ -62,16 +62,6 @@ class TrainWindows(Dataset):
             raise GenkitError(f"The training split has {len(ids)} tokens, fewer than block_size + 2.")
         self.ids, self.block_size = ids, block_size
         self.offsets = torch.arange(block_size + 1)
-        # a memory-mapped split is mapped again for each batch, as nanoGPT maps its tokens: the pages a
-        # map kept open for the run has touched count in the process's memory, and random windows touch
-        # every page of the corpus in time (genkit.data.image_folder.PictureRows measured it)
-        self._mapped = (ids.filename, ids.dtype, len(ids)) if isinstance(ids, np.memmap) else None
-
-    def _tokens(self) -> np.ndarray | torch.Tensor:
-        if self._mapped is None:
-            return self.ids
-        filename, dtype, count = self._mapped
-        return np.memmap(filename, dtype=dtype, mode="r", shape=(count,))
 
     def __len__(self) -> int:
         return (len(self.ids) - 1) // self.block_size
@@ -83,7 +73,9 @@ class TrainWindows(Dataset):
             starts = starts.to(self.ids.device)
             chunk = self.ids[starts[:, None] + self.offsets.to(self.ids.device)]  # (B, T+1)
         else:
-            chunk = torch.from_numpy(self._tokens()[(starts[:, None] + self.offsets).numpy()].astype(np.int64))
+            # a map of the split opened for this batch (token_files.mapped_again says why)
+            windows = mapped_again(self.ids)[(starts[:, None] + self.offsets).numpy()]
+            chunk = torch.from_numpy(windows.astype(np.int64))
         return chunk[:, :-1], chunk[:, 1:]
 
     def __getitem__(self, i: int):
@@ -158,20 +150,27 @@ class StreamWindows(Dataset):
                 )
             if isinstance(ids, torch.Tensor):
                 self.x, self.y = ids[: B * length].view(B, length), ids[1 : B * length + 1].view(B, length)
-            else:  # views of the memory-mapped split: a batch reads its windows, the split stays on disk
-                self.x, self.y = ids[: B * length].reshape(B, length), ids[1 : B * length + 1].reshape(B, length)
+            else:  # the memory-mapped split, viewed as B streams by each batch (_stream_views)
+                self.ids, self.x = ids, None
+        self.length = length
         self.block_size, self.streams, self.windows = T, B, length // T
 
     def __len__(self) -> int:
         return self.windows * self.streams
 
+    def _stream_views(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) as (streams, length) views of a map of the split opened for this batch
+        (token_files.mapped_again says why): a batch reads its windows, the split stays on disk."""
+        ids, n = mapped_again(self.ids), self.streams * self.length
+        return ids[:n].reshape(self.streams, self.length), ids[1 : n + 1].reshape(self.streams, self.length)
+
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k = torch.as_tensor(indices)
         window, stream = k // self.streams, k % self.streams
         cols = window[:, None] * self.block_size + torch.arange(self.block_size)  # (n, T)
-        if not isinstance(self.x, torch.Tensor):
+        if self.x is None:
             rows, cols = stream[:, None].numpy(), cols.numpy()
-            x, y = (torch.from_numpy(np.asarray(a[rows, cols], dtype=np.int64)) for a in (self.x, self.y))
+            x, y = (torch.from_numpy(np.asarray(a[rows, cols], dtype=np.int64)) for a in self._stream_views())
             return x, y, window == 0
         rows = stream[:, None].to(self.x.device)
         cols = cols.to(self.x.device)

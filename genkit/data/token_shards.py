@@ -27,6 +27,7 @@ from genkit.data.shards import (
     local_cache,
 )
 from genkit.data.text import TextDataModule
+from genkit.data.token_files import mapped_again
 from genkit.data.tokenizers import load_tokenizer, save_tokenizer
 from genkit.errors import GenkitError
 
@@ -35,13 +36,10 @@ PIECE = 1 << 20
 
 
 def _pieces(ids: np.ndarray):
-    """A split PIECE tokens at a time, copied out of a map opened for each piece: the pages a map
-    kept open has read count in the process's memory (1.53 GB for a 1 GB corpus's 626 MB of ids)."""
-    mapped = (ids.filename, ids.dtype, len(ids)) if isinstance(ids, np.memmap) else None
+    """A split PIECE tokens at a time, each copied out of a map opened for it (token_files.mapped_again:
+    with one map kept open, preparing a 1 GB corpus's shards peaked at 1.53 GB, against 1.03 GB)."""
     for start in range(0, len(ids), PIECE):
-        if mapped is not None:
-            ids = np.memmap(mapped[0], dtype=mapped[1], mode="r", shape=(mapped[2],))
-        yield np.array(ids[start : start + PIECE])
+        yield np.array(mapped_again(ids)[start : start + PIECE])
 
 
 def write_shards(data: TextDataModule, out: Path) -> dict:
