@@ -10,6 +10,7 @@ written last: an interrupted or failed preparation leaves no folder a run would 
 """
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -61,7 +62,7 @@ def prepare(cfg: DictConfig) -> Path:
     partial.mkdir(parents=True)
     try:
         module, _, name = writer.partition(":")
-        meta = getattr(__import__(module, fromlist=[name]), name)(datamodule, partial)
+        meta = getattr(importlib.import_module(module), name)(datamodule, partial)
         meta.update(kind=kind, data=datamodule.name, fingerprint=_fingerprint(partial, meta))
         write_meta(partial, meta)
     except OSError as error:

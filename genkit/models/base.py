@@ -97,6 +97,23 @@ class GenerativeModel(L.LightningModule):
         for network in self.networks().values():
             network.compile()
 
+    def planned_steps(self) -> int:
+        """The optimizer steps the run will take (Lightning's estimate), e.g. for an LR schedule:
+        call this, not trainer.estimated_stepping_batches, from configure_optimizers.
+
+        To count them with max_epochs set, Lightning builds the training loader while the optimizers
+        are configured, before a resumed run's checkpoint is restored, and keeps it: the loader's
+        saved position (genkit.data.batching, genkit.data.shards) would then never be loaded, and a
+        run resumed mid-epoch would start its epoch again. The loader built for counting is dropped,
+        so that fit builds it again after the restore and loads its position into it."""
+        trainer = self.trainer
+        fit_loop = trainer.fit_loop
+        built_here = fit_loop._combined_loader is None
+        total = trainer.estimated_stepping_batches
+        if built_here and fit_loop._combined_loader is not None:
+            fit_loop._combined_loader = None
+        return int(total)
+
     def train(self, mode: bool = True):
         """As nn.Module.train, but batch norms that fine-tuning froze keep their running statistics
         (genkit.training.finetune sets frozen_norms): a frozen layer computes exactly what it did."""

@@ -37,22 +37,6 @@ def _without_nulls(optimizer: Callable) -> Callable:
     return functools.partial(optimizer.func, *optimizer.args, **keywords)
 
 
-def planned_steps(trainer) -> int:
-    """The optimizer steps the run will take (Lightning's estimate), for the LR schedule.
-
-    To count them with max_epochs set, Lightning builds the training loader while the optimizers
-    are configured, before a resumed run's checkpoint is restored, and keeps it: the loader's
-    saved position (genkit.data.batching, genkit.data.shards) would then never be loaded, and a
-    run resumed mid-epoch would start its epoch again. The loader built for counting is dropped,
-    so that fit builds it again after the restore and loads its position into it."""
-    fit_loop = trainer.fit_loop
-    built_here = fit_loop._combined_loader is None
-    total = trainer.estimated_stepping_batches
-    if built_here and fit_loop._combined_loader is not None:
-        fit_loop._combined_loader = None
-    return int(total)
-
-
 class LanguageModelNet(Protocol):
     """What the GPT family asks of its network (a transformer, an LSTM, or one of your own).
 
@@ -286,7 +270,7 @@ class GPT(GenerativeModel):
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         optimizer = build_optimizer(self.optimizer, [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
-        total = max(planned_steps(self.trainer), 1)
+        total = max(self.planned_steps(), 1)
         warmup, floor = min(self.warmup_steps, total), self.min_lr_ratio
 
         def lr_factor(step: int) -> float:

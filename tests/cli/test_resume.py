@@ -85,7 +85,8 @@ def test_resumed_run_sees_exactly_the_unseen_batches(tmp_path, tiny_data_root):
 def test_a_gpt_run_resumed_mid_epoch_sees_exactly_the_unseen_windows(tmp_path):
     """With max_epochs set, the GPT's LR schedule counts the run's steps while the optimizer is
     configured, which builds the training loader before the checkpoint is restored: the loader's
-    saved position must still be loaded into the loader that trains (genkit.models.gpt.planned_steps)."""
+    saved position must still be loaded into the loader that trains
+    (genkit.models.base.GenerativeModel.planned_steps)."""
     run = [*tiny_text_run(tmp_path), "trainer.max_epochs=3", "trainer.val_check_interval=4",
            "++trainer.limit_val_batches=1"]  # fmt: skip
     assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, run, stop=5, steps=10)
