@@ -8,8 +8,8 @@ import torch
 
 def build_optimizer(optimizer: Callable, params: Iterable) -> torch.optim.Optimizer:
     """optimizer(params=params), fused where the optimizer supports it (Adam, AdamW, on CUDA and
-    on CPUs): one kernel for all parameters instead of several per tensor. On a 2-core CPU the
-    step of nanoGPT's Tiny Shakespeare recipe went from 64.2 to 58.4 ms (docs/benchmarks/time-to-quality.md)."""
+    on CPUs): one kernel for all parameters instead of several per tensor (the step time it saves:
+    docs/benchmarks/performance.md, "The figures behind the code")."""
     params = [g for g in params if not isinstance(g, dict) or g["params"]]  # fine-tuning may empty a group
     first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
     kwargs = {}

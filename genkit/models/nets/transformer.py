@@ -56,10 +56,9 @@ class CausalSelfAttention(nn.Module):
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options) -> torch.Tensor:
     """F.scaled_dot_product_attention, in fp32 on CPUs under bf16 autocast: the CPU flash kernel is
-    slower in bf16 than in fp32, its backward ~8x on a Xeon with AMX, forward and backward ~4x on an
-    AMD EPYC with AVX512-BF16 (Zen 4: 3.8 ms against 1.0). nanoGPT's Tiny Shakespeare recipe on 2
-    cores, a step with bf16 attention, with fp32 attention and bf16 matmuls, and all fp32: 33, 21
-    and 29 ms on the Xeon; 45, 35 and 47 ms on the EPYC."""
+    slower in bf16 than in fp32 on every CPU measured, so a step with fp32 attention and bf16
+    matmuls beats both all-bf16 and all-fp32 (the step times: docs/benchmarks/performance.md,
+    "The figures behind the code")."""
     if q.device.type == "cpu" and q.dtype != torch.float32 and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **options).to(q.dtype)
