@@ -8,13 +8,12 @@ different amounts, and what oneDNN makes of a CPU with none of them is its own a
 times a 768 x 768 matmul in each precision once per CPU (model, CPUID flags, torch version: ~0.06
 s on 2 cores) and keeps the answer in ~/.cache/genkit/cpu_bf16.json (delete it to time again).
 A timing is a better witness than a table of CPUs: it asks the CPU, this torch build and the
-oneDNN kernels it picks, and it needs no update for the next ISA.
-
-Measured on 2 cores: an AMD EPYC (Zen 4: AVX512-BF16, no AMX; 2026-12-06, torch 2.14.1) 420
-against 200 GFLOP/s (2.1x; one thread 209 against 101); an Intel Xeon with AMX (2026-12-02) 1284
-against 341. Commands that run one model outside a training run (sample, eval) use the same rule.
+oneDNN kernels it picks, and it needs no update for the next ISA. What the probe has measured on
+the CPUs genkit is developed on is in docs/benchmarks/performance.md ("The figures behind the
+code"). Commands that run one model outside a training run (sample, eval) use the same rule.
 """
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -30,9 +29,8 @@ import torch
 from genkit.atomic import write_text
 
 # bf16 autocast pays when bf16 matmuls run this many times as fast as fp32 ones: it also converts
-# activations, keeps attention and scored outputs in fp32, and a network is not all matmuls (on
-# the Zen 4 EPYC a 2.1x faster matmul made a step of nanoGPT's CPU recipe 1.36x faster, 35 ms
-# against 47)
+# activations, keeps attention and scored outputs in fp32, and a network is not all matmuls, so a
+# step gains less than its matmuls do (docs/benchmarks/performance.md has the measured step times)
 BF16_PAYS_AT = 1.5
 # the probe: one square matmul the size of GPT-2's hidden layer, the best of a few tries of each
 # precision, interleaved so that another process's load slows both alike
@@ -160,3 +158,23 @@ def autocasts_bf16(device_type: str) -> bool:
 
 def device_for(accelerator: str | None = "auto") -> torch.device:
     return torch.device("cuda" if uses_cuda(accelerator) else "cpu")
+
+
+# the precisions a command that runs a loaded model (sample, eval, serve) takes: auto is genkit's
+# choice for this device, the same rule and log line as a training run's
+INFERENCE_PRECISIONS = ("auto", "32-true", "bf16-mixed")
+
+
+def inference_precision(device: torch.device, asked: str = "auto") -> tuple[str, str]:
+    """(the precision a loaded model runs in, why) on this device."""
+    if asked != "auto":
+        return asked, f"(precision={asked}, as asked)"
+    return precision_for(device.type), f"(genkit's choice): {why_precision(device.type)}"
+
+
+@contextlib.contextmanager
+def inference_autocast(device: torch.device, precision: str):
+    """bf16 autocast around a loaded model's work where the precision says so (it is per thread:
+    genkit serve enters it in its model's worker thread)."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        yield

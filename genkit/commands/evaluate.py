@@ -19,17 +19,25 @@ from omegaconf import DictConfig, open_dict
 
 from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint, run_dir_of
 from genkit.checkpoints.starting_weights import starting_checkpoint
-from genkit.commands.options import CHECKPOINT_OPTIONS, check_family_options, check_options, family_choices
+from genkit.commands.options import (
+    CHECKPOINT_OPTIONS,
+    INFERENCE_OPTIONS,
+    check_family_options,
+    check_options,
+    family_choices,
+)
 from genkit.commands.report import write_report
 from genkit.console import tracked
 from genkit.data.images import ImageDataModule
 from genkit.errors import GenkitError, first_line
+from genkit.metrics.baseline import BASELINES, baseline_scores
 from genkit.metrics.classifier import CLASSIFIER_VERSION, domain_classifier
 from genkit.metrics.image_scores import classifier_scores, inception_fid
-from genkit.metrics.text_tasks import LABEL_CHOICES, confusion_png, report_table, task_scores
+from genkit.metrics.label_scoring import AUTO, RULES
+from genkit.metrics.text_tasks import LABEL_CHOICES, choose_label_scoring, confusion_png, report_table, task_scores
 from genkit.models.base import GenerativeModel, balanced_labels, sample_from, sample_inputs
-from genkit.options import BOOLEAN, Option, one_of, whole_number
-from genkit.runtime import device_for
+from genkit.options import BOOLEAN, Option, number, one_of, whole_number
+from genkit.runtime import device_for, inference_autocast, inference_precision
 from genkit.training.build import build_datamodule, build_model, evaluation_trainer, scalar_metrics
 from genkit.training.restore import load_model
 
@@ -39,6 +47,7 @@ log = logging.getLogger("genkit")
 # nll_samples, diffusion's guidance)
 OPTIONS = {
     **CHECKPOINT_OPTIONS,
+    **INFERENCE_OPTIONS,
     "n_samples": Option(10000, "generated images scored against the test split", whole_number(1)),
     "batch_size": Option(500, "images generated and scored at once", whole_number(1)),
     "seed": Option(0, "the random seed of the generated images", whole_number(0)),
@@ -61,13 +70,30 @@ OPTIONS = {
         "likelihood", "a label task (data=pairs): pick the likeliest label, or generate one", one_of(*LABEL_CHOICES)
     ),
     "task_records": Option(
-        None, "a task (data=pairs): score N evenly spaced test records (null: all)", whole_number(1)
+        None, "a task (data=pairs): score N evenly spaced validation and test records (null: all)", whole_number(1)
+    ),
+    "baseline": Option(
+        None,
+        "score a baseline on data=pairs instead of a checkpoint: tfidf (TF-IDF words and characters + logistic "
+        "regression), the floor a fine-tune must beat",
+        one_of(None, *BASELINES),
+    ),
+    "label_scoring": Option(
+        AUTO,
+        "a label task: how label scores become a choice (sum, mean, calibrated, pmi, prior; auto: the best on "
+        "validation macro F1)",
+        one_of(AUTO, *RULES),
+    ),
+    "label_prior_strength": Option(
+        None,
+        "label_scoring=prior (or auto): how much of the training label prior is divided out (null: validation picks)",
+        number(lambda v: v >= 0, "a number of at least 0"),
     ),
 }
 
 
 def _generated(
-    model: GenerativeModel, datamodule, n: int, batch_size: int, seed: int
+    model: GenerativeModel, datamodule, n: int, batch_size: int, seed: int, precision: str
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """n generated images in batches, each with the class labels it was asked for (a conditional
     model: the n split evenly over the classes) or None."""
@@ -78,7 +104,8 @@ def _generated(
     starts = range(0, n, batch_size)
     for start in tracked(starts, len(starts), f"generating and scoring {n} images: batch"):
         batch = {name: value[start : start + batch_size] for name, value in inputs.items()}
-        images, _ = sample_from(model, datamodule, min(batch_size, n - start), generator, {}, batch)
+        with inference_autocast(model.device, precision):
+            images, _ = sample_from(model, datamodule, min(batch_size, n - start), generator, {}, batch)
         yield images.float(), batch.get("labels")
 
 
@@ -132,24 +159,52 @@ def _scores(
     """The family's test metrics on the test split, and for images the scores of n generated ones;
     for a task (data=pairs) its scores on the test records, the label report drawn into `figure`."""
     results = dict(model.configure_test(options, device))
-    trainer = evaluation_trainer(run_cfg, model)
+    precision, _ = inference_precision(device, cfg.precision)
+    trainer = evaluation_trainer(run_cfg, model, precision)
     trainer.test(model, datamodule=datamodule, verbose=False)
     results.update(scalar_metrics(trainer))
+    results["precision"] = precision
+    results.update(_generated_scores(cfg, model, datamodule, device, precision, figure))
+    return results
+
+
+def _generated_scores(cfg: DictConfig, model: GenerativeModel, datamodule, device, precision: str, figure: Path):
+    """A task's scores on its test records (data=pairs), or the scores of generated images; the
+    model runs in `precision`, genkit's domain classifier in its own."""
+    results: dict = {}
     if datamodule.task_records("test"):
-        scores, report, _ = task_scores(
-            model.to(device), datamodule, "test", choose_labels=cfg.choose_labels, max_records=cfg.task_records
-        )
-        results.update(scores)
-        if report is not None:
-            results["test/labels_chosen_by"] = cfg.choose_labels
-            results["test/confusion_matrix_png"] = str(confusion_png(report, datamodule.labels, figure))
-            results["test/classification_report"] = report
-            print(report_table(report))
+        with inference_autocast(device, precision):
+            results.update(_task_scores(cfg, model, datamodule, device, figure))
     if datamodule.modality == "images":
         model.to(device).eval()
         results["n_samples"] = cfg.n_samples
-        fake = lambda: _generated(model, datamodule, cfg.n_samples, cfg.batch_size, cfg.seed)
+        fake = lambda: _generated(model, datamodule, cfg.n_samples, cfg.batch_size, cfg.seed, precision)
         results.update(_image_scores(cfg, datamodule, fake, device))
+    return results
+
+
+def _task_scores(cfg: DictConfig, model: GenerativeModel, datamodule, device, figure: Path) -> dict:
+    """The task's test scores; a label task's labels chosen by the rule validation picks."""
+    results: dict = {}
+    rule = None
+    if datamodule.labels and cfg.choose_labels == "likelihood":
+        # the rule is chosen on validation records, never on the test records it is scored on
+        rule, by_rule = choose_label_scoring(
+            model.to(device), datamodule, wanted=cfg.label_scoring, strength=cfg.label_prior_strength,
+            max_records=cfg.task_records,
+        )  # fmt: skip
+        results["val/macro_f1_by_label_scoring"] = by_rule
+        log.info("Labels chosen by label_scoring=%s: the best validation macro F1 (%.3f)", rule, by_rule[rule])
+    scores, report, _ = task_scores(
+        model.to(device), datamodule, "test", choose_labels=cfg.choose_labels, label_scoring=rule or AUTO,
+        max_records=cfg.task_records,
+    )  # fmt: skip
+    results.update(scores)
+    if report is not None:
+        results["test/labels_chosen_by"] = cfg.choose_labels
+        results["test/confusion_matrix_png"] = str(confusion_png(report, datamodule.labels, figure))
+        results["test/classification_report"] = report
+        print(report_table(report))
     return results
 
 
@@ -165,6 +220,10 @@ def _starting_model_scores(cfg: DictConfig, start: str, run_cfg: DictConfig, dat
         "scored_with": str(out.parent.resolve()),
         **{k: cfg[k] for k in ("n_samples", "seed", "classifier_epochs", "inception", "inception_weights")},
         "choose_labels": cfg.choose_labels,
+        # as the scores record it: the precision used, not the one asked for (auto)
+        "precision": inference_precision(device, cfg.precision)[0],
+        "label_scoring": cfg.label_scoring,
+        "label_prior_strength": cfg.label_prior_strength,
         "task_records": cfg.task_records,
         "classifier_version": CLASSIFIER_VERSION,  # another classifier scores differently
         **options,
@@ -204,7 +263,21 @@ def evaluate(cfg: DictConfig) -> dict:
     check_options("eval", cfg, OPTIONS)
     t0 = time.perf_counter()
     device = device_for("auto")
-    if cfg.real:
+    if cfg.baseline:
+        if cfg.ckpt is not None or cfg.real:
+            other = "ckpt=" if cfg.ckpt is not None else "real=true"
+            raise GenkitError(
+                f"baseline={cfg.baseline} scores a baseline fitted on the data (data=pairs data.path=...), not a "
+                f"checkpoint or real images: drop {other}, or drop baseline=."
+            )
+        datamodule = build_datamodule(cfg)
+        results, report = baseline_scores(cfg.baseline, datamodule)
+        out = Path(cfg.out or Path(cfg.paths.log_dir) / f"eval_baseline_{cfg.baseline}_{datamodule.name}.json")
+        figure = out.with_name(f"{out.stem}_confusion.png")
+        results["test/confusion_matrix_png"] = str(confusion_png(report, datamodule.labels, figure))
+        results["test/classification_report"] = report
+        print(report_table(report))
+    elif cfg.real:
         datamodule = build_datamodule(cfg)
         datamodule.setup()
         results = {"source": f"real {datamodule.name} training images", "n_samples": cfg.n_samples}
@@ -217,6 +290,7 @@ def evaluate(cfg: DictConfig) -> dict:
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root,
                                                 data_path=cfg.data_path, reads_data=True)  # fmt: skip
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
+        log.info("Precision %s %s", *inference_precision(device, cfg.precision))
         options = family_choices("eval", cfg, OPTIONS)
         check_family_options("eval", options, model.test_options, type(model).__name__)
         out = Path(cfg.out or run_dir_of(path) / "eval.json")

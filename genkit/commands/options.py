@@ -21,6 +21,7 @@ from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
 from genkit.options import BOOLEAN, MODULE_PREFIXES, Option, one_of
+from genkit.runtime import INFERENCE_PRECISIONS
 
 # the options of every command that opens a checkpoint (sample, eval, export)
 CHECKPOINT_OPTIONS = {
@@ -41,6 +42,14 @@ CHECKPOINT_OPTIONS = {
         shown="data_root=<dir>",
     ),
 }  # fmt: skip
+# the options of every command that runs a loaded model (sample, eval, serve)
+INFERENCE_OPTIONS = {
+    "precision": Option(
+        "auto",
+        "auto (genkit's choice for this device, as training's: bf16 where it is much faster), 32-true or bf16-mixed",
+        one_of(*INFERENCE_PRECISIONS),
+    ),
+}
 MERGE = Option(False, "fold LoRA adapters into the weights (a plain model, as fast as one without)", BOOLEAN)
 # what register() declared for each command in this process (with the user's config folders)
 _REGISTERED: dict[str, dict[str, Option]] = {}

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from genkit.checkpoints.files import resolve_checkpoint, run_dir_of
 from genkit.commands.options import (
     CHECKPOINT_OPTIONS,
+    INFERENCE_OPTIONS,
     check_family_options,
     check_limits,
     check_options,
@@ -20,7 +21,7 @@ from genkit.errors import GenkitError
 from genkit.metrics.text_tasks import complete_file
 from genkit.models.base import sample_from, sample_inputs
 from genkit.options import BOOLEAN, Option, whole_number
-from genkit.runtime import device_for
+from genkit.runtime import device_for, inference_autocast, inference_precision
 from genkit.training.restore import load_model
 
 log = logging.getLogger("genkit")
@@ -34,6 +35,7 @@ SAMPLE_BATCH = 256
 # the family and its data (GenerativeModel.sample_options, GenkitDataModule.input_options)
 OPTIONS = {
     **CHECKPOINT_OPTIONS,
+    **INFERENCE_OPTIONS,
     "n": Option(64, f"how many samples (more than {MAX_N} with force=true)", whole_number(1), limit=MAX_N),
     "force": Option(False, "run a request past the limits of n and max_new_tokens (it may take minutes)", BOOLEAN),
     "seed": Option(0, "the random seed of the noise", whole_number(0)),
@@ -69,6 +71,8 @@ def sample(cfg: DictConfig) -> Path:
     model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
     device = device_for("auto")
     model.to(device)
+    precision, why = inference_precision(device, cfg.precision)
+    log.info("Precision %s %s", precision, why)
 
     # every other key of the sample config is an option for the family (sample_options) or its data
     options = family_choices("sample", cfg, OPTIONS)
@@ -87,9 +91,10 @@ def sample(cfg: DictConfig) -> Path:
     taken = (*model.sample_options, *datamodule.options_for(asked))
     check_family_options("sample", options, taken, type(model).__name__, reasons)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    if cfg.inputs:
-        return complete_file(model, datamodule, Path(cfg.inputs), cfg.out, {**options, "generator": generator})
-    out, inputs = _samples(model, datamodule, cfg.n, generator, options)
+    with inference_autocast(device, precision):
+        if cfg.inputs:
+            return complete_file(model, datamodule, Path(cfg.inputs), cfg.out, {**options, "generator": generator})
+        out, inputs = _samples(model, datamodule, cfg.n, generator, options)
 
     for text in datamodule.samples_as_text(out):
         print(text, end="\n\n")

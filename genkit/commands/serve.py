@@ -11,10 +11,10 @@ import torch
 from omegaconf import DictConfig
 
 from genkit.checkpoints.files import resolve_checkpoint
-from genkit.commands.options import CHECKPOINT_OPTIONS, check_options
+from genkit.commands.options import CHECKPOINT_OPTIONS, INFERENCE_OPTIONS, check_options
 from genkit.errors import GenkitError
 from genkit.options import TEXT, Option, Rule, number, whole_number
-from genkit.runtime import device_for
+from genkit.runtime import device_for, inference_precision
 from genkit.serving.app import Settings, build_app
 from genkit.serving.server import bind, is_loopback, run
 from genkit.training.restore import load_model
@@ -23,6 +23,7 @@ log = logging.getLogger("genkit")
 
 OPTIONS = {
     **CHECKPOINT_OPTIONS,
+    **INFERENCE_OPTIONS,
     "host": Option("127.0.0.1", "the address to listen on (beyond loopback only with api_key)", TEXT),
     "port": Option(8000, "the port (0: a free one, printed when ready)",
                    Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535,
@@ -55,7 +56,10 @@ def serve(cfg: DictConfig) -> None:
     path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
     log.info("Serving %s", path)
     model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
-    model.to(device_for("auto"))
+    device = device_for("auto")
+    model.to(device)
+    precision, why = inference_precision(device, cfg.precision)
+    log.info("Precision %s %s", precision, why)
     torch.set_grad_enabled(False)
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
@@ -69,6 +73,7 @@ def serve(cfg: DictConfig) -> None:
         max_batch=cfg.max_batch,
         window_s=cfg.batch_window_ms / 1000,
         api_key=api_key,
+        precision=precision,
         on_ready=lambda: log.info(
             "genkit serve: %s on %s (POST %s; the page at /). Ctrl-C stops.", model_id, url, endpoint
         ),  # fmt: skip

@@ -64,6 +64,9 @@ class GenkitDataModule(L.LightningDataModule):
 
     name: str
     batch_size: int
+    #: a label task's closed set of labels (data=pairs), and how often each occurs in training
+    labels: list[str] | None = None
+    label_counts: list[int] | None = None
     _train_batches: ShuffledBatches | None = None
 
     # ---- training batches, resumable ----------------------------------------------------------

@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 
 from genkit.data.text import IGNORE_INDEX
 
-# bump when the files' layout changes, so that old caches are not read
-PAIR_CACHE_VERSION = 1
+# bump when the files' layout changes, so that old caches are not read (2: meta.json counts the labels)
+PAIR_CACHE_VERSION = 2
 
 
 class PairRows:

@@ -86,6 +86,7 @@ def write_shards(data: PairsDataModule, out: Path) -> dict:
         "prompt_key": data.read.prompt_key,
         "completion_key": data.read.completion_key,
         "labels": data.labels,
+        "label_counts": data.label_counts,
         "longest_completion": int(data.longest_completion),
         "splits": counts,
         "rows": counts["train"],
@@ -200,6 +201,8 @@ class PairShardsDataModule(ShardSources, PairsDataModule):
         if not self.tokenizer_from_checkpoint:
             self.tokenizer = load_tokenizer(fetch(root, TOKENIZER, self.shards_cache))
         self.labels = first.get("labels")
+        if self.labels and all(meta.get("label_counts") for meta in metas):  # the folders share one label set
+            self.label_counts = [sum(counts) for counts in zip(*(meta["label_counts"] for meta in metas), strict=True)]
         self.longest_completion = max(int(meta["longest_completion"]) for meta in metas)
         rows, records = {}, {}
         for split in EVALUATION_SPLITS:

@@ -34,6 +34,7 @@ from genkit.checkpoints.hub import pretrained_dir
 from genkit.checkpoints.starting_weights import starting_checkpoint
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import per_process
+from genkit.data.chat import GENKIT_CHAT_TEMPLATE
 from genkit.data.download import default_data_root, sha256_of
 from genkit.data.pair_rows import (
     PAIR_CACHE_VERSION,
@@ -274,6 +275,27 @@ class PairsDataModule(GenkitDataModule):
             prompt, completion = self.read(where, row)
             yield {"prompt": prompt, "completion": completion, "where": where, "row": row}
 
+    def text_records(self) -> dict[str, list[dict]]:
+        """Every split's records as text, {prompt, completion}, read from the sources (not the token
+        cache), and the label set the training split forms (self.labels; None: free text): what a
+        baseline that reads words fits and is scored on (genkit.metrics.baseline). Held in memory."""
+        ranges = self._split_ranges()
+        completions = {"count": 0, "distinct": {}}
+        splits = {"train": [{"prompt": r["prompt"], "completion": r["completion"]}
+                            for r in self._counted(self._records(ranges, "train"), completions)]}  # fmt: skip
+        self.labels = self._label_set(completions)
+        known = set(self.labels) if self.given_labels is not None else None
+        for split in ranges:
+            if split != "train":
+                splits[split] = []
+                for r in self._records(ranges, split):
+                    if known is not None:
+                        self._check_label(r, split, known)
+                    splits[split].append({"prompt": r["prompt"], "completion": r["completion"]})
+        if self.labels:
+            self.label_counts = [completions["distinct"].get(label, 0) for label in self.labels]
+        return splits
+
     # ---- tokenising -------------------------------------------------------------------------
 
     def _given_tokenizer(self):
@@ -375,10 +397,12 @@ class PairsDataModule(GenkitDataModule):
     def _counted(self, records: Iterator[dict], completions: dict) -> Iterator[dict]:
         """The records as they are, their completions counted on the way: distinct ones only up to
         one more than data.max_labels, past which they are no label set anyway."""
+        distinct = completions["distinct"]
         for r in records:
             completions["count"] += 1
-            if len(completions["distinct"]) <= self.max_labels:
-                completions["distinct"].add(normalise(r["completion"]))
+            if len(distinct) <= self.max_labels:
+                completion = normalise(r["completion"])
+                distinct[completion] = distinct.get(completion, 0) + 1
             yield r
 
     def _label_set(self, completions: dict) -> list[str] | None:
@@ -416,7 +440,7 @@ class PairsDataModule(GenkitDataModule):
             if not any(True for _ in self._records(ranges, "train")):
                 raise GenkitError(f"The training split of {self.name} has no records.")
             # one pass over train fits the tokenizer and counts the completions (the label set)
-            completions = {"count": 0, "distinct": set()}
+            completions = {"count": 0, "distinct": {}}
             train = self._counted(self._records(ranges, "train"), completions)
             tokenizer = self._given_tokenizer() or self._fit_tokenizer(train)
             for _ in train:  # what fitting did not read: all of it when the tokenizer is given
@@ -428,8 +452,9 @@ class PairsDataModule(GenkitDataModule):
                 )
             self.tokenizer = tokenizer
             self.labels = self._label_set(completions)
+            counts = [completions["distinct"].get(label, 0) for label in self.labels] if self.labels else None
             dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32).name
-            meta = {"dtype": dtype, "rows": {}, "labels": self.labels, "warnings": []}
+            meta = {"dtype": dtype, "rows": {}, "labels": self.labels, "label_counts": counts, "warnings": []}
             for split in ranges:
                 count, longest, warnings = self._write_split(folder, split, self._records(ranges, split), dtype)
                 meta["rows"][split] = count
@@ -460,6 +485,7 @@ class PairsDataModule(GenkitDataModule):
             log.warning(message)
         self.tokenizer = load_tokenizer(cache / "tokenizer.json")
         self.labels, self.longest_completion = meta["labels"], meta["longest_completion"]
+        self.label_counts = meta.get("label_counts")
         self.rows = {split: PairRows.load(cache, split, meta["dtype"]) for split in meta["rows"]}
         self.records = {
             split: read_records(cache / f"{split}.records.jsonl") for split in self.rows if split != "train"
@@ -511,6 +537,7 @@ class PairsDataModule(GenkitDataModule):
         return {
             "tokenizer": json.dumps(self.tokenizer.to_json()),
             "labels": self.labels,
+            "label_counts": self.label_counts,
             "longest_completion": self.longest_completion,
         }
 
@@ -519,6 +546,7 @@ class PairsDataModule(GenkitDataModule):
             self.tokenizer = tokenizer_from_json(json.loads(state["tokenizer"]))
             self.tokenizer_from_checkpoint = True
         self.labels = state.get("labels", self.labels)
+        self.label_counts = state.get("label_counts", self.label_counts)
         self.longest_completion = state.get("longest_completion", self.longest_completion)
 
     def save_artifacts(self, run_dir: Path) -> None:
@@ -539,6 +567,17 @@ class PairsDataModule(GenkitDataModule):
         if self.tokenizer is None:
             self.setup()
         return self.encode_prompt(options["prompt"])
+
+    def chat_template(self) -> str:
+        """genkit's template (genkit.data.chat): the one chat records were flattened with in training;
+        encode_prompt then adds the separator."""
+        return GENKIT_CHAT_TEMPLATE
+
+    def end_of_turn_ids(self) -> list[int]:
+        """A completion ends with the boundary token."""
+        if self.tokenizer is None:
+            self.setup()
+        return [self.tokenizer.bos_id]
 
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         return [self.tokenizer.decode(row[1:].tolist()) for row in samples]

@@ -213,11 +213,12 @@ class Pairs:
         return prompt, completion
 
 
-def write_predictions(records: list[dict], predictions: list[str], path: Path) -> Path:
-    """One JSON line per input record: its own fields and the `prediction`."""
+def write_predictions(records: list[dict], predictions: list[str], path: Path, extra: list[dict] | None = None) -> Path:
+    """One JSON line per input record: its own fields, the `prediction` and any `extra` fields
+    (a label head's `probabilities`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
-        for record, prediction in zip(records, predictions, strict=True):
+        for k, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
             row = dict(record["row"]) if isinstance(record["row"], Mapping) else {}
-            f.write(json.dumps({**row, "prediction": prediction}) + "\n")
+            f.write(json.dumps({**row, "prediction": prediction, **(extra[k] if extra else {})}) + "\n")
     return path

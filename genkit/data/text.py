@@ -25,6 +25,7 @@ from genkit.checkpoints.starting_weights import starting_checkpoint
 from genkit.checkpoints.trust import check_plain_name
 from genkit.data.base import GenkitDataModule, with_suffix
 from genkit.data.batching import data_device, per_process
+from genkit.data.chat import GENKIT_CHAT_TEMPLATE
 from genkit.data.download import default_data_root, ensure_files, resolve_root, sha256_of
 from genkit.data.text_files import check_encoding, empty_split_message
 from genkit.data.text_pieces import FileStream, SplitRange, cut_stream, pieces, whole
@@ -526,6 +527,21 @@ class TextDataModule(GenkitDataModule):
 
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         return self.decode_batch(samples)
+
+    def chat_template(self) -> str:
+        """What a chat becomes before its prompt is encoded (genkit.data.chat): the Hugging Face
+        tokenizer's own template when it came with one, else genkit's."""
+        if self.tokenizer is None:
+            self.setup()
+        return getattr(self.tokenizer, "chat_template", None) or GENKIT_CHAT_TEMPLATE
+
+    def end_of_turn_ids(self) -> list[int]:
+        """The tokens that end an answer to a chat: the boundary token, and the template's own."""
+        if self.tokenizer is None:
+            self.setup()
+        end = getattr(self.tokenizer, "end_of_turn", None)
+        own = self.tokenizer.tokenizer.token_to_id(end) if end else None
+        return [self.tokenizer.bos_id, *([own] if own is not None else [])]
 
     def write_samples(self, samples: torch.Tensor, path: str | Path, inputs: Mapping | None = None) -> Path:
         return write_text(self.decode_batch(samples), with_suffix(path, self.sample_suffix))

@@ -82,6 +82,11 @@ class WordTokenizer:
     def to_json(self) -> dict:
         return {"kind": self.kind, "itos": self.itos}
 
+    @property
+    def boundary(self) -> str:
+        """The boundary token as text (a chat template's bos_token)."""
+        return self.itos[self.bos_id]
+
 
 class CharTokenizer:
     """One id per character; the vocabulary is the sorted set of the training text's characters."""
@@ -125,18 +130,27 @@ class CharTokenizer:
     def to_json(self) -> dict:
         return {"kind": self.kind, "itos": self.itos}
 
+    @property
+    def boundary(self) -> str:
+        """The boundary token as text (a chat template's bos_token)."""
+        return self.itos[self.bos_id]
+
 
 class BPETokenizer:
     """Byte-level BPE (as in GPT-2) from HF tokenizers: trained here, or a checkpoint's own."""
 
     kind = "bpe"
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, chat_template: str | None = None, end_of_turn: str | None = None):
+        """chat_template / end_of_turn: a Hugging Face tokenizer's chat template (Jinja) and the
+        token that ends a turn in it (its eos_token), kept so the run answers chats as its model
+        was taught to (genkit.data.chat)."""
         self.tokenizer = tokenizer
         # the token that starts a text: GPT-2's, Qwen's and SmolLM's <|endoftext|>, Llama 2's <s>,
         # Llama 3's <|begin_of_text|>; id 0 for a tokenizer that names none of them
         ids = (tokenizer.token_to_id(token) for token in BOUNDARY_TOKENS)
         self.bos_id = next((i for i in ids if i is not None), 0)
+        self.chat_template, self.end_of_turn = chat_template, end_of_turn
 
     @classmethod
     def fit(cls, text: str, vocab_size: int) -> "BPETokenizer":
@@ -165,7 +179,7 @@ class BPETokenizer:
     @classmethod
     def from_pretrained(cls, folder: Path) -> "BPETokenizer":
         if (folder / "tokenizer.json").is_file():
-            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")))
+            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), *_chat_settings(folder))
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             from tokenizers import decoders, pre_tokenizers
 
@@ -194,8 +208,35 @@ class BPETokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
+    @property
+    def boundary(self) -> str:
+        """The boundary token as text (a chat template's bos_token)."""
+        return self.tokenizer.id_to_token(self.bos_id) or ""
+
     def to_json(self) -> dict:
-        return {"kind": self.kind, "tokenizer": self.tokenizer.to_str()}
+        spec = {"kind": self.kind, "tokenizer": self.tokenizer.to_str()}
+        if self.chat_template:
+            spec.update(chat_template=self.chat_template, end_of_turn=self.end_of_turn)
+        return spec
+
+
+def _chat_settings(folder: Path) -> tuple[str | None, str | None]:
+    """A Hugging Face tokenizer folder's chat template (tokenizer_config.json's `chat_template`, its
+    default when it holds several, or chat_template.jinja) and the token that ends a turn."""
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    template = config.get("chat_template")
+    if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        template = next(
+            (t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), None
+        )
+    if not isinstance(template, str) and (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    eos = config.get("eos_token")
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    return (template, eos if isinstance(eos, str) else None) if isinstance(template, str) else (None, None)
 
 
 KINDS = {"word": WordTokenizer, "char": CharTokenizer, "bpe": BPETokenizer}
@@ -214,5 +255,5 @@ def tokenizer_from_json(spec: dict):
     if spec.get("kind") not in KINDS:
         raise ValueError(f"unknown tokenizer kind {spec.get('kind')!r}")
     if spec["kind"] == "bpe":
-        return BPETokenizer(Tokenizer.from_str(spec["tokenizer"]))
+        return BPETokenizer(Tokenizer.from_str(spec["tokenizer"]), spec.get("chat_template"), spec.get("end_of_turn"))
     return KINDS[spec["kind"]](spec["itos"])

@@ -34,10 +34,39 @@ def hf_tokenizer(tokenizer) -> tuple[Tokenizer, str | None]:
     raise GenkitError(f"The run's {type(tokenizer).__name__} has no tokenizer.json form; export it as format=ckpt.")
 
 
-def save_tokenizer_files(tokenizer, folder: Path, max_length: int) -> None:
-    """tokenizer.json and tokenizer_config.json in folder (transformers writes the second)."""
+def _as_prompt(hf: Tokenizer, tokenizer, separator: str) -> None:
+    """A post-processor that writes a text as genkit reads a prompt: the boundary token, the text,
+    and for a label head's export the separator's tokens (special tokens of the template, so the
+    ids are exactly genkit's). It replaces the tokenizer's own (a Llama tokenizer's `<s> $A`, which
+    is this with <s> as the boundary; byte-level BPE's, which only trims offsets)."""
+    from tokenizers.processors import TemplateProcessing
+
+    ids = [tokenizer.bos_id, *(tokenizer.encode_prompt(separator) if separator else [])]
+    names = [f"<genkit_{i}>" for i in ids]  # template pieces are names; the ids are what counts
+    hf.post_processor = TemplateProcessing(
+        single=[names[0], "$A", *names[1:]], special_tokens=list(dict(zip(names, ids, strict=True)).items())
+    )
+
+
+def save_tokenizer_files(
+    tokenizer, folder: Path, max_length: int, prompt_separator: str | None = None, chat_template: str | None = None
+) -> None:
+    """tokenizer.json and tokenizer_config.json in folder (transformers writes the second).
+
+    Texts are written as genkit reads a prompt, its boundary token first (`genkit sample` starts
+    every prompt with it), so `AutoTokenizer` + `generate` or `pipeline("text-generation")` on the
+    folder as it is give genkit's text. prompt_separator (a label head's export): the separator
+    after the text too, and the boundary token pads. chat_template: written into
+    tokenizer_config.json, where `apply_chat_template` finds it."""
     from transformers import PreTrainedTokenizerFast
 
     hf, boundary = hf_tokenizer(tokenizer)
     special = {"bos_token": boundary, "eos_token": boundary} if boundary else {}
-    PreTrainedTokenizerFast(tokenizer_object=hf, model_max_length=max_length, **special).save_pretrained(str(folder))
+    hf = Tokenizer.from_str(hf.to_str())  # a copy: the run's own tokenizer is left as it is
+    _as_prompt(hf, tokenizer, prompt_separator or "")
+    if prompt_separator is not None:
+        special["pad_token"] = hf.id_to_token(tokenizer.bos_id)
+    if chat_template:
+        special["chat_template"] = chat_template
+    fast = PreTrainedTokenizerFast(tokenizer_object=hf, model_max_length=max_length, **special)
+    fast.save_pretrained(str(folder), save_jinja_files=False)

@@ -2,9 +2,10 @@
 
 - every task: exact match after whitespace normalisation (genkit.data.pairs.normalise);
 - a closed label set: accuracy, and precision / recall / F1 / support per label with macro and
-  weighted averages (torchmetrics), plus the confusion matrix. Labels are chosen by likelihood
-  (each label's log-probability given the prompt, the best one taken: never an invalid label;
-  the default) or by free generation (a generated text outside the set counts as wrong);
+  weighted averages (torchmetrics), plus the confusion matrix. Labels are chosen from the model's
+  score of each label (its log-likelihood given the prompt, or a classification head's), turned
+  into a choice by a rule of genkit.metrics.label_scoring that validation picks (never an invalid
+  label; the default), or by free generation (a generated text outside the set counts as wrong);
 - free text: ROUGE-L F-measure (Lin 2004) and chrF (Popovic 2015), both torchmetrics'.
 The completion-only loss and perplexity come from the family's test loop (GPT's test/loss).
 """
@@ -27,34 +28,73 @@ from torchmetrics.functional.text.rouge import rouge_score
 from genkit.data.pairs import PairsDataModule
 from genkit.data.records import normalise, read_rows, write_predictions
 from genkit.errors import GenkitError
-from genkit.models.completion import candidate_logprobs, complete
+from genkit.metrics.label_scoring import AUTO, CONTENT_FREE, LabelEvidence, candidates, choose, rule_scores
+from genkit.models.completion import complete
 
 log = logging.getLogger("genkit")
 
 LABEL_CHOICES = ("likelihood", "generate")
 
 
-def predict(
-    model,
-    datamodule,
-    records: list[dict],
-    *,
-    choose_labels: str = "likelihood",
-    options: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """A completion for each record's prompt: the likeliest label of a label task (choose_labels=
-    likelihood), else generated (greedy unless options set a temperature) up to end-of-text."""
-    options = dict(options or {})
-    net = model.net
+def _spaced(records: list[dict], max_records: int | None) -> list[dict]:
+    # evenly spaced, not the first N: files are often sorted (WordNet's by part of speech, so its
+    # first 100 validation records are all nouns)
+    if max_records is None or len(records) <= max_records:
+        return records
+    return [records[i * len(records) // max_records] for i in range(max_records)]
+
+
+def label_evidence(model, datamodule, records: list[dict]) -> LabelEvidence:
+    """The model's score of every label for each record's prompt (model.label_logprobs), and for
+    the content-free prompts and the bare template that the calibrating rules divide out."""
     model.eval()
-    candidates = [datamodule.encode_completion(label) for label in datamodule.labels or []]
-    room = max(map(len, candidates)) if candidates else 1  # the longest label must fit after the prompt
+    labels = [datamodule.encode_completion(label) for label in datamodule.labels]
+    room = max(map(len, labels))  # the longest label must fit after the prompt
     prompts = [datamodule.fitted_prompt(r["prompt"], room) for r in records]
-    if datamodule.labels and choose_labels == "likelihood":
-        best = candidate_logprobs(net, prompts, candidates).argmax(dim=1)
-        return [datamodule.labels[k] for k in best.tolist()]
+    content_free = model.label_logprobs([datamodule.fitted_prompt(text, room) for text in CONTENT_FREE], labels)
+    counts = getattr(datamodule, "label_counts", None)  # checkpoints of genkit <= 0.x kept no counts
+    log_prior = None
+    if counts:
+        # add-one: a label named in data.labels that train never shows still gets a finite prior
+        counts = torch.tensor(counts, dtype=torch.float) + 1
+        log_prior = (counts / counts.sum()).log()
+    # a label head scores a label as one outcome, not as tokens: its "per token" rule is its plain one
+    per_head = getattr(model, "head", "tokens") == "labels"
+    return LabelEvidence(
+        scores=model.label_logprobs(prompts, labels),
+        lengths=torch.ones(len(labels), dtype=torch.long) if per_head else torch.tensor([len(ids) for ids in labels]),
+        content_free=content_free,
+        template=content_free[CONTENT_FREE.index("")],
+        log_prior=log_prior,
+    )
+
+
+def label_indices(datamodule, completions: list[str]) -> torch.Tensor:
+    """Each completion's index in the label set (len(labels) for a text outside it)."""
+    index = {label: k for k, label in enumerate(datamodule.labels)}
+    return torch.tensor([index.get(normalise(c), len(index)) for c in completions])
+
+
+def choose_label_scoring(
+    model, datamodule, *, wanted: str = AUTO, strength: float | None = None, max_records: int | None = None
+) -> tuple[str, dict[str, float]]:
+    """The label scoring rule with the best macro F1 on the validation records (max_records of
+    them, evenly spaced), and each rule's macro F1 there."""
+    records = _spaced(datamodule.task_records("val"), max_records)
+    evidence = label_evidence(model, datamodule, records)
+    true = label_indices(datamodule, [r["completion"] for r in records])
+    return choose(evidence, true, candidates(evidence, wanted, strength))
+
+
+def generate_completions(model, datamodule, records: list[dict], options: Mapping[str, Any] | None = None) -> list[str]:
+    """A completion generated for each record's prompt (greedy unless options set a temperature),
+    up to end-of-text."""
+    options = dict(options or {})
+    model.eval()
+    room = max(map(len, map(datamodule.encode_completion, datamodule.labels))) if datamodule.labels else 1
+    prompts = [datamodule.fitted_prompt(r["prompt"], room) for r in records]
     generated = complete(
-        net,
+        model.net,
         prompts,
         datamodule.tokenizer.bos_id,
         max_new_tokens=options.get("max_new_tokens") or datamodule.longest_completion,
@@ -119,19 +159,36 @@ def task_scores(
     split: str,
     *,
     choose_labels: str = "likelihood",
+    label_scoring: str = AUTO,
+    prior_strength: float | None = None,
     max_records: int | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
-    """(scalar scores named `<split>/<metric>`, the classification report or None, predictions)."""
-    records = datamodule.task_records(split)
-    if max_records is not None and len(records) > max_records:
-        # evenly spaced, not the first N: files are often sorted (WordNet's by part of speech, so its
-        # first 100 validation records are all nouns)
-        records = [records[i * len(records) // max_records] for i in range(max_records)]
-    predictions = predict(model, datamodule, records, choose_labels=choose_labels, options=options)
+    """(scores named `<split>/<metric>`, the classification report or None, predictions).
+
+    A label task chooses its labels by the rule `label_scoring`; `auto` picks the rule on these
+    very records, which only validation may do (eval picks on val with choose_label_scoring, then
+    scores test with the rule it found)."""
+    records = _spaced(datamodule.task_records(split), max_records)
     references = [r["completion"] for r in records]
+    scores: dict[str, Any] = {f"{split}/records": len(records)}
+    if datamodule.labels and choose_labels == "likelihood":
+        evidence = label_evidence(model, datamodule, records)
+        names = candidates(evidence, label_scoring, prior_strength)
+        if len(names) > 1:
+            if split != "val":
+                raise ValueError(f"the {split} split never chooses its own label scoring rule")
+            label_scoring, by_rule = choose(evidence, label_indices(datamodule, references), names)
+            scores[f"{split}/macro_f1_by_label_scoring"] = by_rule
+        else:
+            label_scoring = names[0]
+        best = rule_scores(evidence, label_scoring).argmax(dim=1)
+        predictions = [datamodule.labels[k] for k in best.tolist()]
+        scores[f"{split}/label_scoring"] = label_scoring
+    else:
+        predictions = generate_completions(model, datamodule, records, options)
     exact = sum(normalise(p) == normalise(r) for p, r in zip(predictions, references, strict=True))
-    scores: dict[str, Any] = {f"{split}/records": len(records), f"{split}/exact_match": exact / max(len(records), 1)}
+    scores[f"{split}/exact_match"] = exact / max(len(records), 1)
     report = None
     if datamodule.labels:
         report = classification_report(predictions, references, datamodule.labels)
@@ -205,7 +262,15 @@ def complete_file(model, datamodule, inputs: Path, out: str | None, options: Map
                 f"{where}: its prompt does not fit the model's context of {datamodule.block_size} tokens with room "
                 f"for a completion; shorten it, or train with data.long_prompts=cut to keep the ends of such prompts."
             )
-    predictions = predict(model, datamodule, records, choose_labels="generate", options=options)
-    path = write_predictions(records, predictions, Path(out))
+    extra = None
+    if datamodule.labels and getattr(model, "head", "tokens") == "labels":
+        # a label head answers with a label and each label's probability (its plain argmax)
+        probabilities = label_evidence(model, datamodule, records).scores.exp()
+        predictions = [datamodule.labels[k] for k in probabilities.argmax(dim=1).tolist()]
+        extra = [{"probabilities": dict(zip(datamodule.labels, map(float, row), strict=True))}
+                 for row in probabilities.tolist()]  # fmt: skip
+    else:
+        predictions = generate_completions(model, datamodule, records, options)
+    path = write_predictions(records, predictions, Path(out), extra)
     log.info("Wrote %d completions to %s", len(records), path)
     return path

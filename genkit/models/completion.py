@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from genkit.models.nets.transformer import sample_next
 
 
-def _by_length(prompts: Sequence[Sequence[int]], batch_size: int):
+def by_length(prompts: Sequence[Sequence[int]], batch_size: int):
     """Batches of indices of prompts of one length each."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for _, group in itertools.groupby(order, key=lambda i: len(prompts[i])):
@@ -41,7 +41,7 @@ def complete(
     when the row reaches the network's block_size (the longest row it was trained on)."""
     device = next(net.parameters()).device
     out: list[list[int]] = [[] for _ in prompts]
-    for rows in _by_length(prompts, batch_size):
+    for rows in by_length(prompts, batch_size):
         idx = torch.tensor([list(prompts[i]) for i in rows], dtype=torch.long, device=device)  # (B, T)
         steps = min(max_new_tokens, net.block_size - idx.shape[1] + 1)
         logits, cache = net(idx)
@@ -79,7 +79,7 @@ def candidate_logprobs(
         cand[k, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
         cand_mask[k, : len(ids)] = True
     scores = torch.zeros(len(prompts), K)
-    for rows in _by_length(prompts, max(1, batch_rows // K)):
+    for rows in by_length(prompts, max(1, batch_rows // K)):
         p = torch.tensor([list(prompts[i]) for i in rows], dtype=torch.long, device=device)  # (N, P)
         N = len(rows)
         # row n * K + k: prompt n followed by candidate k (its last id is only a target)

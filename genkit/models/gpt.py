@@ -10,6 +10,7 @@ causal LM (genkit/models/nets/hf_causal_lm.py); the family asks of it only what
 
 import copy
 import functools
+import logging
 import math
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -21,10 +22,23 @@ from torchmetrics import MeanMetric
 from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
+from genkit.models.completion import candidate_logprobs
+from genkit.models.label_task import (
+    HEADS,
+    LABEL_LOSSES,
+    LabelTask,
+    balanced_token_loss,
+    head_logprobs,
+    head_loss,
+    last_prompt_positions,
+    train_label_rows,
+)
 from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.optim import build_optimizer
 from genkit.models.reference.gpt_loop import RawGPTLoop
 from genkit.options import BOOLEAN, Option, number, whole_number
+
+log = logging.getLogger("genkit")
 
 
 def _without_nulls(optimizer: Callable) -> Callable:
@@ -127,10 +141,36 @@ class GPT(GenerativeModel):
         init_from: str | None = None,
         rank_by: str | None = None,
         rank_mode: str = "min",
+        head: str = "tokens",
+        label_loss: str = "plain",
+        label_rows: bool = True,
     ):
         """rank_by / rank_mode: the validation metric that ranks best.ckpt and early stopping
-        instead of val/loss, e.g. val/macro_f1 and max for a label task (data=pairs)."""
+        instead of val/loss, e.g. val/macro_f1 and max for a label task (data=pairs).
+
+        On a label task (genkit.models.label_task): head=labels puts a linear layer over the labels
+        on the prompt's last hidden state; label_loss=balanced weighs every label alike (and
+        logit_adjusted, with the label head, leaves the training prior out of its scores);
+        label_rows: under LoRA, the embedding and output rows of the labels' tokens train too."""
         super().__init__()
+        if head not in HEADS:
+            raise GenkitError(
+                f"model.head={head!r}: choose tokens (the language model's next-token output; labels are scored by "
+                f"their likelihood) or labels (a classification layer over a label task's labels)."
+            )
+        if label_loss not in LABEL_LOSSES or (label_loss == "logit_adjusted" and head != "labels"):
+            raise GenkitError(
+                f"model.label_loss={label_loss!r} (model.head={head}): choose plain, balanced (each label weighs "
+                f"alike) or, with model.head=labels, logit_adjusted (the label prior left out of the head's scores)."
+            )
+        if not isinstance(label_rows, bool):
+            raise GenkitError(f"model.label_rows={label_rows!r} must be true or false.")
+        self.head, self.label_loss, self.label_rows = head, label_loss, label_rows
+        self.label_head: nn.Linear | None = None  # made in setup (the label count is the data's)
+        self.register_buffer("label_ids", None)  # with the head: (K, longest) completion ids of the labels
+        self.label_task: LabelTask | None = None
+        # a checkpoint of a head=labels run holds label_head.weight: the layer is made to receive it
+        self.register_load_state_dict_pre_hook(self._make_label_head_for_state)
         if rank_by is not None:
             if rank_mode not in ("min", "max") or not str(rank_by).startswith("val/"):
                 raise GenkitError(
@@ -172,6 +212,60 @@ class GPT(GenerativeModel):
             state = {**state, key: state[key][:positions]}
         return state
 
+    def _make_label_head_for_state(self, module, state: dict, prefix: str, *args) -> None:
+        weight, ids = state.get(f"{prefix}label_head.weight"), state.get(f"{prefix}label_ids")
+        if weight is not None and (self.label_head is None or self.label_head.weight.shape != weight.shape):
+            self._make_label_head(weight.shape[1], torch.zeros_like(ids))
+
+    def _make_label_head(self, width: int, label_ids: torch.Tensor) -> None:
+        """The head, and the labels' completion ids (K, longest; each row padded with its last id,
+        the closing end-of-text) kept beside it so the run answers with a label's text on its own."""
+        self.label_head = nn.Linear(width, len(label_ids), bias=False, device=label_ids.device)
+        self.register_buffer("label_ids", label_ids)
+
+    def setup(self, stage: str) -> None:
+        """On a label task: the label head (made, or checked against the data's labels), the loss's
+        label counts, and under LoRA the label tokens' rows."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        labels = getattr(datamodule, "labels", None)
+        if not labels:
+            if self.head == "labels" or self.label_loss != "plain":
+                raise GenkitError(
+                    f"model.head={self.head} model.label_loss={self.label_loss} need a label task: data=pairs whose "
+                    f"training completions form a closed set of labels (or data.labels=[...]), and "
+                    f"{getattr(datamodule, 'name', 'this data')} has none. Leave them at model.head=tokens "
+                    f"model.label_loss=plain."
+                )
+            return
+        self.label_task = LabelTask([datamodule.encode_completion(x) for x in labels], datamodule.label_counts)
+        if self.head == "labels":
+            if self.label_head is None:
+                written = [datamodule.encode_completion(x) for x in labels]
+                longest = max(map(len, written))
+                ids = torch.tensor([w + w[-1:] * (longest - len(w)) for w in written], device=self.device)
+                self._make_label_head(self.net.n_embd, ids)
+                nn.init.normal_(self.label_head.weight, std=0.02)
+                log.info("model.head=labels: a %d x %d layer over the prompt's last token (%s parameters)",
+                         self.net.n_embd, len(labels), f"{self.label_head.weight.numel():,}")  # fmt: skip
+            elif self.label_head.out_features != len(labels):
+                raise GenkitError(
+                    f"The starting run's label head scores {self.label_head.out_features} labels, but "
+                    f"{datamodule.name} has {len(labels)}; start from a run of the same labels, or from one "
+                    f"without a label head (model.head=tokens)."
+                )
+        elif self.label_rows and any("lora_" in name for name, _ in self.named_parameters()):
+            n = train_label_rows([self.net.wte.weight, self.net.lm_head.weight], self.label_task.token_ids)
+            log.info("LoRA on a label task: the embedding and output rows of the %d tokens the labels are written "
+                     "with train too (%s parameters; model.label_rows=false: adapters only)",
+                     len(self.label_task.token_ids), f"{n:,}")  # fmt: skip
+
+    def label_logprobs(self, prompts, labels) -> torch.Tensor:
+        """(len(prompts), len(labels)) the model's log-score of each label (its completion ids)
+        after each prompt: the label head's log-probabilities, or the label's log-likelihood."""
+        if self.label_head is not None:
+            return head_logprobs(self.net, self.label_head, prompts)
+        return candidate_logprobs(self.net, prompts, labels)
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.net(idx)[0]
 
@@ -181,8 +275,18 @@ class GPT(GenerativeModel):
         for unit in self.net.compile_units():
             unit.compile()
 
+    def _head_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The label head's loss on each row's last prompt token (the completion is not read)."""
+        last = last_prompt_positions(y)
+        h, _ = self.net.hidden(x[:, : int(last.max()) + 1])
+        logits = self.label_head(h[torch.arange(len(x), device=x.device), last])
+        labels = self.label_task.row_labels(y)
+        return head_loss(logits, labels, self.label_task, self.label_loss), (labels >= 0).sum()
+
     def _loss(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
+        if self.label_head is not None:
+            return self._head_loss(x, y)
         start = None
         if len(batch) == 3:
             # side-by-side streams (data.streams=true): each row continues the same row of the
@@ -191,6 +295,8 @@ class GPT(GenerativeModel):
         h, end = self.net.hidden(x, start)  # (B, T, C)
         if len(batch) == 3:
             self._carried[stage] = self.net.carry(end)
+        if stage == "train" and self.label_loss == "balanced":
+            return balanced_token_loss(h, self.net.lm_head.weight, y, self.label_task), (y != IGNORE_INDEX).sum()
         loss = linear_cross_entropy(h.flatten(0, 1), self.net.lm_head.weight, y.flatten(), IGNORE_INDEX)
         return loss, (y != IGNORE_INDEX).sum()
 
@@ -261,14 +367,32 @@ class GPT(GenerativeModel):
         use_cache: bool = True,
     ) -> torch.Tensor:
         """n continuations (n, len(prompt_ids) + max_new_tokens) of prompt_ids (default: token 0)."""
+        if self.label_head is not None:
+            return self._sample_labels(n, generator, prompt_ids, temperature)
         start = torch.tensor([prompt_ids or [0]], dtype=torch.long, device=self.device).repeat(n, 1)
         return self.net.generate(start, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
 
+    def _sample_labels(
+        self, n: int, generator: torch.Generator | None, prompt_ids: list[int] | None, temperature: float
+    ) -> torch.Tensor:
+        """A label head's answer: the prompt followed by a label's completion (the likeliest at
+        temperature 0, else drawn from the head's distribution at that temperature)."""
+        start = torch.tensor([prompt_ids or [0]], dtype=torch.long, device=self.device)
+        h, _ = self.net.hidden(start)
+        logits = self.label_head(h[:, -1]).float()[0]  # (K,)
+        if temperature == 0:
+            picked = logits.argmax().repeat(n)
+        else:
+            probs = (logits / temperature).softmax(dim=-1)
+            picked = torch.multinomial(probs, n, replacement=True, generator=generator)
+        return torch.cat([start.repeat(n, 1), self.label_ids[picked]], dim=1)
+
     def configure_optimizers(self):
         # weight decay on matrices (linear weights, embeddings); none on biases and LayerNorm
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
+        params = [p for p in self.parameters() if p.requires_grad]
+        # rows-only matrices (LoRA on a label task) get no decay: it would move their frozen rows
+        decay = [p for p in params if p.dim() >= 2 and not getattr(p, "_genkit_rows_only", False)]
+        no_decay = [p for p in params if not any(p is q for q in decay)]
         optimizer = build_optimizer(self.optimizer, [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
         total = max(self.planned_steps(), 1)
         warmup, floor = min(self.warmup_steps, total), self.min_lr_ratio

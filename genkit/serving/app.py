@@ -1,6 +1,6 @@
 """The HTTP app of `genkit serve` (FastAPI on uvicorn): one loaded model behind OpenAI's
-completions shape (text) or /v1/images (images), /health, /v1/models, Prometheus's /metrics
-(genkit.serving.metrics) and the page at /.
+completions and chat completions (text) or /v1/images (images), /health, /v1/models,
+Prometheus's /metrics (genkit.serving.metrics) and the page at /.
 
 Every refusal is a 4xx JSON error in OpenAI's shape that names the field (`param`) and the
 limit, text that is not Unicode (a lone surrogate of JSON's \\ud800 escapes) included; a fault
@@ -27,7 +27,9 @@ from starlette.exceptions import HTTPException
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel
+from genkit.runtime import inference_autocast
 from genkit.serving.batcher import Batcher, Job
+from genkit.serving.chat import ChatChunks, chat_body, chat_fields, read_chat
 from genkit.serving.fields import RequestError, check_text
 from genkit.serving.images import image_fields, images_body, read_images_request, run_image_batch
 from genkit.serving.metrics import ServeMetrics
@@ -35,7 +37,7 @@ from genkit.serving.text import (
     chunk_body,
     completion_body,
     completion_fields,
-    read_completion,
+    read_completions,
     response_header,
     run_text_batch,
 )
@@ -54,6 +56,8 @@ class Settings:
     max_batch: int = 16
     window_s: float = 0.01
     api_key: str | None = None
+    # the model's precision (genkit.runtime.inference_precision): bf16-mixed autocasts its work
+    precision: str = "32-true"
     on_ready: Callable[[], None] = field(default=lambda: None)
 
 
@@ -68,7 +72,11 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher = Batcher(lambda jobs: runner(model, datamodule, jobs), settings.max_batch, settings.window_s)
+        def run_batch(jobs: list[Job]) -> None:  # in the model's worker thread, where autocast must be entered
+            with inference_autocast(model.device, settings.precision):
+                runner(model, datamodule, jobs)
+
+        batcher = Batcher(run_batch, settings.max_batch, settings.window_s)
         batcher.start()
         state["batcher"] = batcher
         settings.on_ready()
@@ -76,7 +84,8 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
         await batcher.stop()  # the server stopped taking requests and answered those in flight
 
     app = FastAPI(title="genkit serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    metrics = ServeMetrics({"/", "/health", "/v1/models", "/metrics", endpoint})
+    routes = {"/", "/health", "/v1/models", "/metrics", endpoint, *(["/v1/chat/completions"] if text else [])}
+    metrics = ServeMetrics(routes)
 
     @app.middleware("http")
     async def counted(request: Request, call_next: Callable) -> Response:
@@ -188,11 +197,25 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
 
         @app.post("/v1/completions")
         async def completions(request: Request) -> Response:
-            req = read_completion(await read_json(request), fields, model, datamodule)
+            reqs = read_completions(await read_json(request), fields, model, datamodule)
+            jobs = [state["batcher"].submit(req, req.n, stream=req.stream) for req in reqs]
+            if reqs[0].stream:  # one prompt (read_completions refuses a streamed list)
+                header = response_header(settings.model_id)
+                chunks = lambda index, piece, finish: chunk_body(header, index, piece, finish)  # noqa: E731
+                return StreamingResponse(_events(jobs[0], settings, chunks), media_type="text/event-stream")
+            answers = [(req, await answer(job)) for req, job in zip(reqs, jobs, strict=True)]
+            return JSONResponse(completion_body(answers, settings.model_id, datamodule))
+
+        chat = chat_fields(fields)
+
+        @app.post("/v1/chat/completions")
+        async def chat_completions(request: Request) -> Response:
+            req = read_chat(await read_json(request), chat, fields, model, datamodule)
             job = state["batcher"].submit(req, req.n, stream=req.stream)
             if req.stream:
-                return StreamingResponse(_events(job, settings), media_type="text/event-stream")
-            return JSONResponse(completion_body(req, await answer(job), settings.model_id))
+                chunks = ChatChunks(req, settings.model_id)
+                return StreamingResponse(_events(job, settings, chunks), media_type="text/event-stream")
+            return JSONResponse(chat_body(req, await answer(job), settings.model_id))
 
     else:
 
@@ -207,10 +230,10 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
     return app
 
 
-async def _events(job: Job, settings: Settings) -> AsyncIterator[str]:
-    """Server-sent events as OpenAI streams completions: one chunk per piece of text, then [DONE];
-    an error after the stream began is an event carrying OpenAI's error object."""
-    header = response_header(settings.model_id)
+async def _events(job: Job, settings: Settings, chunk: Callable[[int, str, str | None], dict]) -> AsyncIterator[str]:
+    """Server-sent events as OpenAI streams completions: one chunk per piece of text (made by
+    `chunk`: a completion's or a chat's), then [DONE]; an error after the stream began is an event
+    carrying OpenAI's error object."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout_s
     while True:
@@ -222,7 +245,7 @@ async def _events(job: Job, settings: Settings) -> AsyncIterator[str]:
         if piece is None:
             break
         index, text, finish_reason = piece
-        yield f"data: {json.dumps(chunk_body(header, index, text, finish_reason))}\n\n"
+        yield f"data: {json.dumps(chunk(index, text, finish_reason))}\n\n"
     error = job.result.exception()
     if error is not None:
         yield f"data: {json.dumps(RequestError(f'The model failed ({error}).', None, 500, 'server_error').body())}\n\n"

@@ -229,8 +229,9 @@ def run_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def evaluation_trainer(cfg: DictConfig, model: GenerativeModel) -> L.Trainer:
-    """A Trainer for the test loop of one model on one device (genkit eval): the whole test split."""
+def evaluation_trainer(cfg: DictConfig, model: GenerativeModel, precision: str | None = None) -> L.Trainer:
+    """A Trainer for the test loop of one model on one device (genkit eval): the whole test split,
+    in `precision` (default: genkit's choice for this device)."""
     return build_trainer(
         cfg,
         model=model,
@@ -241,7 +242,7 @@ def evaluation_trainer(cfg: DictConfig, model: GenerativeModel) -> L.Trainer:
         devices=1,
         num_nodes=1,
         strategy="auto",
-        precision=precision_for("auto"),
+        precision=precision or precision_for("auto"),
         limit_test_batches=None,
         enable_checkpointing=False,
         enable_model_summary=False,

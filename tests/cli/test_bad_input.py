@@ -312,6 +312,8 @@ TEXT_CASES = [
     (["model.net.gelu=relu"], ["model.net.gelu='relu'", "tanh", "none"]),
     (["data.num_proc=0"], ["data.num_proc=0", "at least 1", "worker processes"]),
     (["data.fit_chars=lots"], ["data.fit_chars='lots'", "whole number", "BPE tokenizer is fitted on"]),
+    (["model.head=labels"], ["model.head=labels", "need a label task", "model.head=tokens"]),
+    (["model.label_loss=balanced"], ["model.label_loss=balanced", "need a label task"]),
 ]
 
 
@@ -384,6 +386,12 @@ PAIRS_CASES = [
     (["data.path=@dir", "callbacks.task_scores.max_records=0"], ["max_records=0", "at least 1"]),
     (["data.path=@dir", "data.long_prompts=maybe"], ["data.long_prompts='maybe'", "error", "cut"]),
     (["data.path=@dir", "data.group_by_length=sometimes"], ["data.group_by_length='sometimes'", "true", "false"]),
+    (["data.path=@dir", "model.head=softmax"], ["model.head='softmax'", "tokens", "labels"]),
+    (["data.path=@dir", "model.label_loss=focal"], ["model.label_loss='focal'", "plain", "balanced"]),
+    (["data.path=@dir", "model.label_loss=logit_adjusted"], ["model.label_loss='logit_adjusted'", "model.head=labels"]),
+    (["data.path=@dir", "model.label_rows=maybe"], ["model.label_rows='maybe'", "true or false"]),
+    (["data.path=@dir", "callbacks.task_scores.label_scoring=best"], ["label_scoring='best'", "auto", "calibrated"]),
+    (["data.path=@dir", "callbacks.task_scores.label_prior_strength=-1"], ["label_prior_strength=-1", "at least 0"]),
 ]
 
 
@@ -412,6 +420,10 @@ PAIRS_SAMPLE_CASES = [
     (["sample", "inputs=@long", "out=p.jsonl"], ["line 1: its prompt does not fit", "24 tokens"]),
     (["eval", "choose_labels=maybe"], ["choose_labels='maybe'", "likelihood, generate"]),
     (["eval", "task_records=0"], ["task_records=0", "at least 1"]),
+    (["eval", "label_scoring=best"], ["label_scoring='best'", "auto", "sum", "prior"]),
+    (["eval", "label_prior_strength=-0.5"], ["label_prior_strength=-0.5", "at least 0"]),
+    (["eval", "baseline=tfidf"], ["baseline=tfidf scores a baseline fitted on the data", "drop ckpt="]),
+    (["eval", "baseline=bert"], ["baseline='bert'", "tfidf"]),
 ]
 
 

@@ -20,15 +20,17 @@ def export(tmp_path, ckpt, *options):
 
 
 def test_genkits_gpt_as_hf_opens_in_transformers_with_the_same_logits_and_tokens(tmp_path, tiny_gpt_checkpoint):
+    from genkit.data.chat import render_chat
+
     export(tmp_path, tiny_gpt_checkpoint, "format=hf", f"out={tmp_path / 'hf'}")
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "hf").iterdir()}
     model, datamodule, _ = load_model(tiny_gpt_checkpoint)
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert hf.config.model_type == "gpt2"
-    # genkit's prompt is its boundary token then the prompt's ids, which the exported tokenizer gives
+    # genkit's prompt is its boundary token then the prompt's ids: the exported tokenizer gives both
     ids = datamodule.prompt_ids("line 3 of a")
-    assert tokenizer("line 3 of a").input_ids == ids[1:]
+    assert tokenizer("line 3 of a").input_ids == ids
     x = torch.tensor([ids])
     with torch.no_grad():
         torch.testing.assert_close(hf(x).logits, model(x), atol=1e-4, rtol=0)
@@ -36,8 +38,15 @@ def test_genkits_gpt_as_hf_opens_in_transformers_with_the_same_logits_and_tokens
     # all of the prompt attended to (the boundary token is no padding), and no stop at it
     theirs = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=10, do_sample=False, eos_token_id=None)
     assert theirs.tolist() == greedy.tolist()
-    text = transformers.pipeline("text-generation", model=str(tmp_path / "hf"))("line 3", max_new_tokens=4)
-    assert text[0]["generated_text"].startswith("line 3")
+    # the chat template the run answers chats with, in tokenizer_config.json: genkit's prompt ids
+    chat = [{"role": "user", "content": "line 3"}]
+    assert "chat_template" in json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    ours = datamodule.prompt_ids(render_chat(datamodule.chat_template(), chat, datamodule.tokenizer.boundary))
+    assert tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=False) == ours
+    # the folder as a user opens it, nothing added by hand: genkit's greedy text
+    pipe = transformers.pipeline("text-generation", model=str(tmp_path / "hf"))
+    text = pipe("line 3 of a", max_new_tokens=10, do_sample=False, eos_token_id=None)[0]["generated_text"]
+    assert text == datamodule.decode_batch(greedy)[0]
 
 
 def test_char_and_word_vocabularies_become_tokenizer_json(tmp_path):
@@ -51,8 +60,10 @@ def test_char_and_word_vocabularies_become_tokenizer_json(tmp_path):
         save_tokenizer_files(tokenizer, folder, 64)
         theirs = transformers.AutoTokenizer.from_pretrained(folder)
         ids = tokenizer.encode("the mat\nsat on")
-        # genkit ends every line of words with <eos>, the last one too; the text has no last newline
-        assert theirs("the mat\nsat on").input_ids == (ids[:-1] if tokenizer.kind == "word" else ids)
+        # genkit ends every line of words with <eos>, the last one too; the text has no last newline;
+        # a text starts with the boundary token, as genkit's prompts do
+        ours = ids[:-1] if tokenizer.kind == "word" else ids
+        assert theirs("the mat\nsat on").input_ids == [tokenizer.bos_id, *ours]
     assert theirs.decode(WordTokenizer.fit(text).encode_prompt("the cat")) == "the cat"
 
 
@@ -122,8 +133,9 @@ def test_a_tiny_llama_trains_with_lora_samples_evaluates_and_exports_to_transfor
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert hf.config.model_type == "llama" and not any("lora" in k for k in hf.state_dict())
-    # genkit starts generation from its boundary token, then the prompt
-    x = torch.tensor([[tokenizer.convert_tokens_to_ids("<|endoftext|>"), *tokenizer(prompt).input_ids]])
+    # genkit starts generation from its boundary token, then the prompt: the exported tokenizer too
+    x = torch.tensor([tokenizer(prompt).input_ids])
+    assert x[0, 0] == tokenizer.convert_tokens_to_ids("<|endoftext|>")
     tokens = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False, eos_token_id=None)
     theirs = tokenizer.decode(tokens[0, 1:].tolist())
     with open(tmp_path / "sample.txt", newline="") as f:  # as written: a random model may emit a \r
@@ -155,3 +167,36 @@ def test_a_safetensors_export_starts_a_new_run(tmp_path, tiny_gpt_checkpoint):
     started, (original, _, _) = build_model(cfg, report=False), load_model(tiny_gpt_checkpoint)
     for name, value in original.state_dict().items():
         assert torch.equal(started.state_dict()[name], value), name
+
+
+def test_a_label_head_exports_as_a_sequence_classifier_with_genkits_predictions(tmp_path):
+    """model.head=labels, exported with format=hf: `pipeline("text-classification")` on the plain
+    prompts (the folder as a user opens it, nothing added by hand) gives the labels and
+    probabilities that `genkit sample inputs=` gives, for genkit's transformer and a Llama."""
+    from tests.helpers import write_tiny_hf_model
+    from tests.pairs_helpers import tiny_pairs_run
+
+    run = [*tiny_pairs_run(tmp_path, "labels"), "model.head=labels", 'data.separator=" =>"', "trainer.max_steps=6"]
+    llama = write_tiny_hf_model(tmp_path / "tiny-llama", "llama")
+    networks = {
+        "gpt2": run,
+        "llama": [*[o for o in run if not o.startswith(("model.net.", "data.vocab_size"))],
+                  "model/lm_net@model.net=hf", f"model.init_from={llama}"],
+    }  # fmt: skip
+    prompts = ["item 1 starts re", "item 2 starts bl", "item 5 starts gr", "item 9 starts re"]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    for name, overrides in networks.items():
+        trained = cli_in_process("train", *overrides, f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        preds = tmp_path / f"{name}.jsonl"
+        sampled = cli_in_process("sample", f"ckpt={tmp_path / name}", f"inputs={tmp_path / 'prompts.jsonl'}",
+                                 f"out={preds}", cwd=tmp_path)  # fmt: skip
+        assert sampled.returncode == 0, sampled.stderr[-3000:]
+        export(tmp_path, tmp_path / name, "format=hf", f"out={tmp_path / (name + '_hf')}")
+        classify = transformers.pipeline("text-classification", model=str(tmp_path / (name + "_hf")), top_k=None)
+        assert classify.model.config.model_type == name and classify.model.num_labels == 3
+        theirs = classify(prompts)
+        for row, answer in zip((json.loads(line) for line in preds.read_text().splitlines()), theirs, strict=True):
+            scores = {a["label"]: a["score"] for a in answer}
+            assert max(scores, key=scores.get) == row["prediction"], (name, answer, row)
+            assert scores == pytest.approx(row["probabilities"], abs=1e-4), name

@@ -25,6 +25,36 @@ def test_openai_client_gets_completions_streamed_and_not(tmp_path, tiny_gpt_chec
         assert server.stop() == 0
 
 
+def test_openai_client_gets_chat_answers_streamed_and_not(tmp_path):
+    """/v1/chat/completions answers the prompt the run's chat template makes of the messages: the
+    same text as a completion of that prompt, with the same seed."""
+    from genkit.commands.train import train
+    from tests.helpers import make_cfg, tiny_text_run
+
+    openai = pytest.importorskip("openai", reason="the openai client is a dev dependency (pip install -e '.[dev]')")
+    # a context that holds the chat's prompt (37 tokens) and an answer
+    train(make_cfg(tmp_path, *tiny_text_run(tmp_path), "data.block_size=48", "trainer.max_steps=2",
+                   "trainer.max_epochs=1"))  # fmt: skip
+    checkpoint = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    with genkit_server(checkpoint, tmp_path) as server:
+        client = openai.OpenAI(base_url=server.url + "v1", api_key="unused", max_retries=0)
+        whole = client.chat.completions.create(model="tiny", messages=messages, max_tokens=4, seed=7, n=2)
+        assert [c.message.role for c in whole.choices] == ["assistant", "assistant"]
+        assert whole.object == "chat.completion" and whole.usage.prompt_tokens > 0
+        chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=4, seed=7, n=2,
+                                                     stream=True))  # fmt: skip
+        for i, choice in enumerate(whole.choices):
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i)
+            assert streamed == choice.message.content
+        # genkit's template: "<role>: <content>" lines, then "assistant:"; the answer after its space
+        plain = client.completions.create(model="tiny", prompt="system: be brief\nuser: hi\nassistant:", max_tokens=4,
+                                          seed=7, n=2)  # fmt: skip
+        for ours, theirs in zip(whole.choices, plain.choices, strict=True):
+            assert ours.message.content == theirs.text.removeprefix(" ") or ours.finish_reason == "stop"
+        assert server.stop() == 0
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path, tiny_gpt_checkpoint):
     # a 3 s batching window holds the request in the server while SIGTERM arrives
     with genkit_server(tiny_gpt_checkpoint, tmp_path, "batch_window_ms=3000") as server:

@@ -255,3 +255,17 @@ def test_records_several_times_a_memory_cap_encode_within_it(tmp_path):
     out = run_under_memory_cap(setup, body, 100_000_000)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ROWS 150000 ['x', 'y'] 500" in out.stdout
+
+
+def test_chat_records_train_with_the_template_that_serve_and_exports_render():
+    from genkit.data.chat import GENKIT_CHAT_TEMPLATE, render_chat
+    from genkit.data.records import chat_pair
+
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "what is {x}?"},
+        {"role": "assistant", "content": "a letter"},
+    ]
+    prompt, completion = chat_pair(messages, "line 1")
+    assert render_chat(GENKIT_CHAT_TEMPLATE, messages[:-1], "<|endoftext|>") == prompt
+    assert completion == " a letter"

@@ -54,14 +54,36 @@ BAD_REQUESTS = [
     ("/v1/completions", {"prompt": "line", "stream_options": {"\ud800": True}}, 400, "stream_options"),
     ("/v1/completions", {"prompt": "line", "top_p": 0}, 400, "top_p"),
     ("/v1/completions", {"prompt": "line", "top_k": 0}, 400, "top_k"),
-    ("/v1/completions", {"prompt": ["a", "b"]}, 400, "prompt"),
     ("/v1/completions", {"prompt": "line", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ("/v1/completions", {"prompt": "line", "seed": -3}, 400, "seed"),
     ("/v1/completions", {"prompt": "line", "stream": "yes"}, 400, "stream"),
-    ("/v1/completions", {"prompt": "line", "echo": True}, 400, "echo"),
+    ("/v1/completions", {"prompt": "line", "echo": "yes"}, 400, "echo"),
+    ("/v1/completions", {"prompt": "line", "logprobs": 6}, 400, "logprobs"),
+    ("/v1/completions", {"prompt": "line", "logprobs": -1}, 400, "logprobs"),
+    ("/v1/completions", {"prompt": "line", "logprobs": True}, 400, "logprobs"),
+    ("/v1/completions", {"prompt": "line", "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "line", "echo": True, "logprobs": 1, "stream": True}, 400, "stream"),
+    ("/v1/completions", {"prompt": ["line", "line 2"], "stream": True}, 400, "stream"),
+    ("/v1/completions", {"prompt": ["line", 3]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": []}, 400, "prompt"),
+    ("/v1/completions", {"prompt": [[1, 2], []]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": [1, -2]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": [1, 99999]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": ["a", "b", "c"], "n": 2}, 400, "prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "echo": True}, 400, "echo"),
     ("/v1/completions", [1, 2], 400, "body"),
     ("/v1/completions", "{not json", 400, "body"),
     ("/v1/completions", {"prompt": "x" * 3000}, 413, "body"),
+    ("/v1/chat/completions", {}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": "hi"}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user"}]}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 3}]}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "\ud800"}]}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "prompt": "x"}, 400, "prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "n": 5}, 400, "n"),
     ("/v1/images", {"n": 1}, 404, None),
     ("/v2/nothing", {}, 404, None),
 ]
@@ -237,3 +259,40 @@ def test_request_over_the_time_limit_is_408_and_the_server_goes_on(tiny_gpt):
         assert late.status_code == 408 and late.json()["error"]["param"] == "timeout"
         assert "0.001 s" in late.json()["error"]["message"]
         assert client.get("/health").json()["status"] == "ok"
+
+
+def test_echo_with_logprobs_scores_the_prompt_as_the_model_does(text_client, tiny_gpt):
+    """max_tokens=0 with echo: the prompt back, each token's log-probability after the tokens
+    before it (genkit's start token first), its top alternatives; what evaluation harnesses read."""
+    import torch
+
+    model, data, _ = tiny_gpt
+    ids = data.prompt_ids("line 3 of a")
+    answer = text_client.post("/v1/completions", json={"prompt": "line 3 of a", "max_tokens": 0, "echo": True,
+                                                        "logprobs": 2}).json()  # fmt: skip
+    choice = answer["choices"][0]
+    assert choice["text"] == "line 3 of a" and choice["finish_reason"] == "length"
+    logprobs = choice["logprobs"]
+    assert "".join(logprobs["tokens"]) == "line 3 of a" and len(logprobs["tokens"]) == len(ids) - 1
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).float().log_softmax(-1)[0, :-1].gather(1, torch.tensor(ids[1:])[:, None])
+    assert logprobs["token_logprobs"] == pytest.approx(expected[:, 0].tolist(), abs=1e-4)
+    assert all(len(top) == 2 and max(top.values()) >= lp - 1e-6
+               for top, lp in zip(logprobs["top_logprobs"], logprobs["token_logprobs"], strict=True))  # fmt: skip
+    assert logprobs["text_offset"][0] == 0 and answer["usage"]["completion_tokens"] == 0
+    # token ids for a prompt: the same tokens after the start token, the same scores
+    by_ids = text_client.post("/v1/completions", json={"prompt": ids[1:], "max_tokens": 0, "echo": True,
+                                                        "logprobs": 0}).json()  # fmt: skip
+    assert by_ids["choices"][0]["logprobs"]["token_logprobs"] == pytest.approx(logprobs["token_logprobs"], abs=1e-5)
+
+
+def test_greedy_tokens_are_their_own_top_logprob_and_a_list_of_prompts_answers_each(text_client):
+    answer = text_client.post("/v1/completions", json={"prompt": ["line", "line 3"], "n": 2, "max_tokens": 3,
+                                                        "temperature": 0, "logprobs": 1}).json()  # fmt: skip
+    assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+    assert answer["choices"][0]["text"] == answer["choices"][1]["text"]  # greedy: the same for both
+    for choice in answer["choices"]:
+        logprobs = choice["logprobs"]
+        assert len(logprobs["token_logprobs"]) == 3 and "".join(logprobs["tokens"]) == choice["text"]
+        for lp, top in zip(logprobs["token_logprobs"], logprobs["top_logprobs"], strict=True):
+            assert lp == pytest.approx(max(top.values()))
