@@ -30,6 +30,7 @@ from genkit.data.records import normalise, read_rows, write_predictions
 from genkit.errors import GenkitError
 from genkit.metrics.label_scoring import AUTO, CONTENT_FREE, LabelEvidence, candidates, choose, rule_scores
 from genkit.models.completion import complete
+from genkit.models.label_task import label_log_prior
 
 log = logging.getLogger("genkit")
 
@@ -53,11 +54,7 @@ def label_evidence(model, datamodule, records: list[dict]) -> LabelEvidence:
     prompts = [datamodule.fitted_prompt(r["prompt"], room) for r in records]
     content_free = model.label_logprobs([datamodule.fitted_prompt(text, room) for text in CONTENT_FREE], labels)
     counts = getattr(datamodule, "label_counts", None)  # checkpoints of genkit <= 0.x kept no counts
-    log_prior = None
-    if counts:
-        # add-one: a label named in data.labels that train never shows still gets a finite prior
-        counts = torch.tensor(counts, dtype=torch.float) + 1
-        log_prior = (counts / counts.sum()).log()
+    log_prior = label_log_prior(counts) if counts else None
     # a label head scores a label as one outcome, not as tokens: its "per token" rule is its plain one
     per_head = getattr(model, "head", "tokens") == "labels"
     return LabelEvidence(
@@ -69,9 +66,9 @@ def label_evidence(model, datamodule, records: list[dict]) -> LabelEvidence:
     )
 
 
-def label_indices(datamodule, completions: list[str]) -> torch.Tensor:
+def label_indices(labels: list[str], completions: list[str]) -> torch.Tensor:
     """Each completion's index in the label set (len(labels) for a text outside it)."""
-    index = {label: k for k, label in enumerate(datamodule.labels)}
+    index = {label: k for k, label in enumerate(labels)}
     return torch.tensor([index.get(normalise(c), len(index)) for c in completions])
 
 
@@ -82,7 +79,7 @@ def choose_label_scoring(
     them, evenly spaced), and each rule's macro F1 there."""
     records = _spaced(datamodule.task_records("val"), max_records)
     evidence = label_evidence(model, datamodule, records)
-    true = label_indices(datamodule, [r["completion"] for r in records])
+    true = label_indices(datamodule.labels, [r["completion"] for r in records])
     return choose(evidence, true, candidates(evidence, wanted, strength))
 
 
@@ -113,10 +110,8 @@ def classification_report(predictions: list[str], references: list[str], labels:
 
     Macro averages run over the labels that occur in the references or the predictions, as
     scikit-learn's do, so a label absent from a small split does not count as an F1 of 0."""
-    index = {label: k for k, label in enumerate(labels)}
     K = len(labels)
-    pred = torch.tensor([index.get(normalise(p), K) for p in predictions])  # K: not a label
-    true = torch.tensor([index.get(normalise(r), K) for r in references])
+    pred, true = label_indices(labels, predictions), label_indices(labels, references)  # K: not a label
     args = {"num_classes": K + 1, "average": None, "ignore_index": None}
     precision, recall = multiclass_precision(pred, true, **args), multiclass_recall(pred, true, **args)
     f1 = multiclass_f1_score(pred, true, **args)
@@ -178,7 +173,7 @@ def task_scores(
         if len(names) > 1:
             if split != "val":
                 raise ValueError(f"the {split} split never chooses its own label scoring rule")
-            label_scoring, by_rule = choose(evidence, label_indices(datamodule, references), names)
+            label_scoring, by_rule = choose(evidence, label_indices(datamodule.labels, references), names)
             scores[f"{split}/macro_f1_by_label_scoring"] = by_rule
         else:
             label_scoring = names[0]

@@ -237,10 +237,10 @@ class GPT(GenerativeModel):
                     f"model.label_loss=plain."
                 )
             return
-        self.label_task = LabelTask([datamodule.encode_completion(x) for x in labels], datamodule.label_counts)
+        written = [datamodule.encode_completion(x) for x in labels]
+        self.label_task = LabelTask(written, datamodule.label_counts)
         if self.head == "labels":
             if self.label_head is None:
-                written = [datamodule.encode_completion(x) for x in labels]
                 longest = max(map(len, written))
                 ids = torch.tensor([w + w[-1:] * (longest - len(w)) for w in written], device=self.device)
                 self._make_label_head(self.net.n_embd, ids)

@@ -30,6 +30,13 @@ HEADS = ("tokens", "labels")
 LABEL_LOSSES = ("plain", "balanced", "logit_adjusted")
 
 
+def label_log_prior(counts: Sequence[int]) -> torch.Tensor:
+    """(K,) log of each label's share of the training split, add-one smoothed: a label that training
+    never shows (named in data.labels) still has a finite prior."""
+    freq = torch.tensor(counts, dtype=torch.float) + 1
+    return (freq / freq.sum()).log()
+
+
 class LabelTask:
     """The label set as the loss sees it: which completion ids are which label, how often each
     label occurs in training."""
@@ -38,11 +45,8 @@ class LabelTask:
         self.num_labels = len(label_ids)
         self.index = {tuple(ids): k for k, ids in enumerate(label_ids)}
         self.token_ids = sorted({t for ids in label_ids for t in ids})
-        # add-one, so a label that training never shows (named in data.labels) has a finite weight
-        freq = torch.tensor(counts if counts else [1] * self.num_labels, dtype=torch.float) + 1
-        freq = freq / freq.sum()
-        self.log_prior = freq.log()
-        self.class_weights = 1.0 / (self.num_labels * freq)  # a balanced split would weigh 1 each
+        self.log_prior = label_log_prior(counts if counts else [1] * self.num_labels)
+        self.class_weights = 1.0 / (self.num_labels * self.log_prior.exp())  # a balanced split would weigh 1 each
 
     def row_labels(self, y: torch.Tensor) -> torch.Tensor:
         """(B,) the label index of each row's completion targets (-1: a completion outside the set,
