@@ -285,7 +285,7 @@ def main() -> None:
     tune_cpu_allocator()  # before PyTorch allocates (a SLURM job, started elsewhere, calls it in train)
     command_module = importlib.import_module(module)
     # after the checks above: the families' declarations import PyTorch and Lightning
-    from genkit.commands.options import register as register_options
+    from genkit.commands.command_options import register as register_options
 
     fn = getattr(command_module, name)
     # the command's options and its families', each from its one declaration (genkit.options)

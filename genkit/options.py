@@ -4,7 +4,7 @@ A command declares its own options (genkit.commands.<verb>.OPTIONS); a family de
 its sample() and test loop take (GenerativeModel.sample_options, test_options), a data set the
 inputs it can generate from (GenkitDataModule.input_options). The command's config, its
 `--help` and the error paragraphs are all made from these declarations
-(genkit.commands.options), so adding an option is one edit.
+(genkit.commands.command_options), so adding an option is one edit.
 """
 
 import math

@@ -1,9 +1,10 @@
 """Tokens per second of GPT generation from a checkpoint, with and without the KV cache.
 
-python scripts/generation_speed.py <run dir or .ckpt> [--n 8] [--new 200]
+python scripts/generation_speed.py <run dir or .ckpt> [--n 8] [--new 200] [--rounds 5]
 """
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -26,16 +27,17 @@ def main() -> None:
     parser.add_argument("ckpt")
     parser.add_argument("--n", type=int, default=8, help="sequences generated at once")
     parser.add_argument("--new", type=int, default=200, help="new tokens per sequence")
+    parser.add_argument("--rounds", type=int, default=1, help="measure this often; the median is printed")
     args = parser.parse_args()
     model, datamodule, _ = load_model(resolve_checkpoint(args.ckpt, "outputs"))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     prompt = datamodule.prompt_ids("")
     tokens_per_s(model, prompt, args.n, 8, True)  # warm up
     for use_cache in (True, False):
-        rate = tokens_per_s(model, prompt, args.n, args.new, use_cache)
+        rate = statistics.median(tokens_per_s(model, prompt, args.n, args.new, use_cache) for _ in range(args.rounds))
         print(
             f"{'with' if use_cache else 'without'} KV cache: {rate:,.0f} tokens/s "
-            f"({args.n} sequences x {args.new} new tokens, block_size {model.net.block_size})"
+            f"({args.n} sequences x {args.new} new tokens, block_size {model.net.block_size}, median of {args.rounds})"
         )
 
 

@@ -25,8 +25,8 @@ import torch
 
 from genkit.data.batching import ShuffledBatches
 from genkit.data.pair_rows import PairBatches
-from genkit.data.text import IGNORE_INDEX
 from genkit.data.tokenizers import BPETokenizer
+from genkit.loss_targets import IGNORE_INDEX
 from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.nets.transformer import Transformer
 
@@ -59,7 +59,7 @@ def main() -> None:
     rows = [json.loads(line) for line in Path(args.file).read_text().splitlines()][: args.records]
     pairs = [(r["text"] + " =>", r["label"]) for r in rows]
     tok = BPETokenizer.fit("\n".join(p + c for p, c in pairs), 2048)
-    eot, T = tok.bos_id, args.block_size
+    eot, T = tok.eot_id, args.block_size
     encoded = []
     for p, c in pairs:
         prompt = [eot, *tok.encode(p)]

@@ -6,14 +6,16 @@ uvicorn: the measurement that chose genkit serve's library (docs/serve.md). Not 
 
 LitServe batches itself (max_batch_size 16, batch_timeout 10 ms, as genkit serve's defaults) and
 runs the model in a worker process; predict() calls genkit's batched decoding
-(genkit.serving.text.run_text_batch), so only the HTTP layer and the batching differ.
+(genkit.serving.text_runner.run_to_end: the batch's requests join at once), so only the HTTP layer
+and the batching differ.
 """
 
 import sys
 
 import litserve as ls
 
-from genkit.serving.text import completion_body, completion_fields, read_completion, run_text_batch
+from genkit.serving.text import completion_body, completion_fields, read_completion
+from genkit.serving.text_runner import run_to_end
 from genkit.training.restore import load_model
 
 LIMITS = {"max_n": 16, "max_tokens": 256, "max_steps": 200}
@@ -44,7 +46,7 @@ class CompletionsAPI(ls.LitAPI):
 
     def predict(self, requests):
         jobs = [_Job(r) for r in requests]
-        run_text_batch(self.model, self.data, jobs)
+        run_to_end(self.model, self.data, jobs)
         return [(job.payload, job.result) for job in jobs]
 
     def encode_response(self, output):

@@ -3,20 +3,26 @@ and p99 latency, failures, as a Markdown table (docs/serve.md keeps one, with th
 
     python scripts/serve_load.py --ckpt <run> [--clients 1,4,16] [--seconds 20] [--serve max_batch=16 ...]
     python scripts/serve_load.py --url http://127.0.0.1:8000/ [--body '{"prompt": "ROMEO:", "max_tokens": 32}']
+    python scripts/serve_load.py --ckpt <run> --clients 1,4,16,64 --mixed-tokens 8,256 \
+        [--genkit "env PYTHONPATH=<other checkout> python -c 'from genkit.cli import main; main()'"]
 
 With --ckpt it starts `genkit serve ckpt=<run> port=0` itself, and stops it with SIGTERM at the
 end (which must exit 0). Loopback only, at most 64 clients and 120 s a level: a load test is
 not for other people's machines. Each client is a thread with one kept-alive connection, sending
 its next request when the last is answered (a closed loop: requests/s at N clients is what N
 users waiting on each answer get). Text requests default to a 32-token completion of "ROMEO:"
-at temperature 0.8; image requests to one image of the classes in turn.
+at temperature 0.8 (--mixed-tokens: lengths drawn per request, the same draws every run, so two
+servers meet the same load); image requests to one image of the classes in turn. Text rows also
+give completion tokens/s (the answers' `usage`).
 """
 
 import argparse
 import http.client
 import json
 import os
+import random
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -40,6 +46,7 @@ def level(host: str, port: int, path: str, bodies, clients: int, seconds: float)
     """`clients` threads sending requests for `seconds`; the latencies of those answered in time."""
     latencies: list[float] = []
     failures: list[str] = []
+    tokens = [0]  # completion tokens answered (usage), for tokens/s
     lock = threading.Lock()
     start = time.monotonic()
     deadline = start + seconds
@@ -59,6 +66,7 @@ def level(host: str, port: int, path: str, bodies, clients: int, seconds: float)
             with lock:
                 if status == 200:
                     latencies.append(took)
+                    tokens[0] += json.loads(answer).get("usage", {}).get("completion_tokens", 0)
                 else:
                     failures.append(f"{status} {answer[:200]!r}")
             i += 1
@@ -76,15 +84,15 @@ def level(host: str, port: int, path: str, bodies, clients: int, seconds: float)
         "requests": len(latencies),
         "failed": len(failures),
         "rps": len(latencies) / elapsed,
+        "tokens_per_s": tokens[0] / elapsed,
         "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
         "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan"),
         "first_failure": failures[0] if failures else None,
     }
 
 
-def start_server(ckpt: str, serve_args: list[str]) -> tuple[subprocess.Popen, str]:
-    genkit = Path(sys.executable).with_name("genkit")
-    command = [str(genkit), "serve", f"ckpt={ckpt}", "port=0", *serve_args]
+def start_server(ckpt: str, serve_args: list[str], genkit: list[str]) -> tuple[subprocess.Popen, str]:
+    command = [*genkit, "serve", f"ckpt={ckpt}", "port=0", *serve_args]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in server.stdout:
         print(f"  serve| {line.rstrip()}", file=sys.stderr)
@@ -103,6 +111,10 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--body", help="the request's JSON (default: by the model's kind, see above)")
+    parser.add_argument("--mixed-tokens", help="LO,HI: each text request's max_tokens drawn from LO..HI (the "
+                        "same draws every run: seeded by client and request)")  # fmt: skip
+    parser.add_argument("--genkit", default=str(Path(sys.executable).with_name("genkit")),
+                        help="the command that runs genkit (another checkout's, to compare servers)")  # fmt: skip
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     if max(clients) > MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
@@ -110,7 +122,7 @@ def main() -> None:
     server = None
     url = args.url
     if args.ckpt:
-        server, url = start_server(args.ckpt, args.serve)
+        server, url = start_server(args.ckpt, args.serve, shlex.split(args.genkit))
     where = urlsplit(url)
     if where.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit(f"{url}: load tests run on loopback only")
@@ -126,8 +138,12 @@ def main() -> None:
         )  # fmt: skip
         classes = len(about.get("classes") or []) or None
 
+        mixed = [int(v) for v in args.mixed_tokens.split(",")] if args.mixed_tokens else None
+
         def bodies(k: int, i: int) -> dict:
             body = {**base, "seed": 1000 * k + i}
+            if mixed:
+                body["max_tokens"] = random.Random(1000 * k + i).randint(*mixed)
             if classes and "label" not in body and "labels" not in body:
                 body["label"] = (k + i) % classes
             return body
@@ -139,13 +155,15 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             code = server.wait(timeout=120)
             print(f"genkit serve exited {code} on SIGTERM", file=sys.stderr)
-    print(f"\n{about['id']} ({about['family']}), POST {path} {json.dumps(base)}, {args.seconds:g} s a level, "
-          f"{os.cpu_count()} CPUs\n")  # fmt: skip
-    print("| clients | requests/s | p50 latency | p99 latency | requests | failed | vs 1 client |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    lengths = f", max_tokens drawn from {mixed[0]} to {mixed[1]}" if mixed else ""
+    print(f"\n{about['id']} ({about['family']}), POST {path} {json.dumps(base)}{lengths}, {args.seconds:g} s a "
+          f"level, {os.cpu_count()} CPUs\n")  # fmt: skip
+    print("| clients | requests/s | tokens/s | p50 latency | p99 latency | requests | failed | vs 1 client |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['clients']} | {row['rps']:.2f} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms | "
-              f"{row['requests']} | {row['failed']} | {row['rps'] / rows[0]['rps']:.1f}x |")  # fmt: skip
+        speedup = row["rps"] / rows[0]["rps"]
+        print(f"| {row['clients']} | {row['rps']:.2f} | {row['tokens_per_s']:.0f} | {row['p50_ms']:.0f} ms | "
+              f"{row['p99_ms']:.0f} ms | {row['requests']} | {row['failed']} | {speedup:.1f}x |")  # fmt: skip
     for row in rows:
         if row["first_failure"]:
             print(f"first failure at {row['clients']} clients: {row['first_failure']}")

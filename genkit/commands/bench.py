@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from genkit.commands.options import check_values
+from genkit.commands.command_options import check_values
 from genkit.commands.report import write_report
 from genkit.errors import GenkitError
 from genkit.options import Option, one_of, whole_number

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from genkit.checkpoints.files import config_of, load_checkpoint, resolve_checkpoint, run_dir_of
 from genkit.checkpoints.starting_weights import starting_checkpoint
-from genkit.commands.options import (
+from genkit.commands.command_options import (
     CHECKPOINT_OPTIONS,
     INFERENCE_OPTIONS,
     check_family_options,

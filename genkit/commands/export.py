@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from genkit.checkpoints.files import LAST, config_of, load_checkpoint, resolve_checkpoint, run_dir_of
-from genkit.commands.options import CHECKPOINT_OPTIONS, MERGE, check_options
+from genkit.commands.command_options import CHECKPOINT_OPTIONS, MERGE, check_options
 from genkit.errors import GenkitError
 from genkit.formats.base import MARKER, Exported, is_export
 from genkit.options import BOOLEAN, Option, one_of
@@ -36,6 +36,7 @@ FORMATS = {
     "safetensors": "genkit.formats.safetensors:write_safetensors",
     "diffusers": "genkit.formats.diffusers:write_diffusers",
     "onnx": "genkit.formats.onnx:write_onnx",
+    "gguf": "genkit.formats.gguf:write_gguf",
 }
 
 OPTIONS = {

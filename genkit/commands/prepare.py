@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from genkit.atomic import is_full_disk
-from genkit.commands.options import check_options
+from genkit.commands.command_options import check_options
 from genkit.data.shards import META, is_remote, write_meta
 from genkit.errors import GenkitError
 from genkit.options import BOOLEAN, Option

@@ -16,7 +16,7 @@ from genkit.runs.plots import find_runs, plot_runs, read_metrics
 from genkit.runs.status import current_status, facts_from_config, read_status, status_unreadable
 
 RUNS_USAGE = "usage: genkit runs [dir] [--json]   (dir: default ./outputs, or $GENKIT_OUTPUT_DIR)"
-PLOT_USAGE = "usage: genkit plot <run dir or sweep dir> [...] [metric=val/loss] [out=plot.png]"
+PLOT_USAGE = "usage: genkit plot <run dir or sweep dir> [...] [metric=<name>] [out=plot.png]"
 
 
 def _best(values: list[float], mode: str | None) -> float | None:
@@ -108,6 +108,28 @@ def plot_command(args: list[str]) -> Path:
     runs = find_runs(paths)
     if not runs:
         raise GenkitError(f"No run directories (with a metrics.csv) under {', '.join(map(str, paths))}. {PLOT_USAGE}")
-    out = plot_runs(runs, options.get("metric", "val/loss"), Path(options.get("out", "plot.png")))
-    print(f"{out}: {options.get('metric', 'val/loss')} of {len(runs)} runs")
+    metric = options.get("metric") or ranking_metric(runs)
+    out = plot_runs(runs, metric, Path(options.get("out", "plot.png")))
+    print(f"{out}: {metric} of {len(runs)} runs")
     return out
+
+
+def ranking_metric(runs: list[Path]) -> str:
+    """The metric the runs rank their checkpoints by (status.json's `monitor`: val/loss for a
+    language model, fid_clf for a GAN with its classifier), when they agree. Runs that recorded
+    none (a GAN scored without a classifier) get the first loss all of them logged, validation's
+    before training's."""
+    monitors = {(read_status(run) or {}).get("monitor") for run in runs}
+    named = monitors - {None}
+    if len(named) > 1 or (named and None in monitors):
+        shown = sorted(m or "none" for m in monitors)
+        raise GenkitError(
+            f"These runs rank by different metrics ({', '.join(shown)}); name the one to plot with "
+            f"metric=<name>. {PLOT_USAGE}"
+        )
+    if named:
+        return named.pop()
+    logged = set.intersection(*(set(read_metrics(run)) for run in runs))
+    losses = sorted(m for m in logged if m.endswith("loss"))
+    preferred = ["val/loss", "train/loss", *(m for m in losses if m.startswith("val/")), *losses]
+    return next((m for m in preferred if m in logged), "val/loss")

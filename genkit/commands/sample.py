@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from genkit.checkpoints.files import resolve_checkpoint, run_dir_of
-from genkit.commands.options import (
+from genkit.commands.command_options import (
     CHECKPOINT_OPTIONS,
     INFERENCE_OPTIONS,
     check_family_options,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genkit.data.text import IGNORE_INDEX
+from genkit.loss_targets import IGNORE_INDEX
 
 # bump when the files' layout changes, so that old caches are not read (2: meta.json counts the labels)
 PAIR_CACHE_VERSION = 2

@@ -245,6 +245,6 @@ class PairShardsDataModule(ShardSources, PairsDataModule):
         batch = super().on_before_batch_transfer(batch, dataloader_idx)
         if isinstance(batch, list):
             rows = [(int(item["prompt_len"]), np.asarray(item["ids"]).tolist()) for item in batch]
-            x, y = PairBatches(rows, self.tokenizer.bos_id).__getitems__(range(len(rows)))
+            x, y = PairBatches(rows, self.tokenizer.eot_id).__getitems__(range(len(rows)))
             return x, y
         return batch

@@ -319,17 +319,17 @@ class PairsDataModule(GenkitDataModule):
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """[eot] + the prompt + the separator: what a completion is generated from."""
-        return [self.tokenizer.bos_id, *self.tokenizer.encode_prompt(prompt + self.separator)]
+        return [self.tokenizer.eot_id, *self.tokenizer.encode_prompt(prompt + self.separator)]
 
     def encode_completion(self, completion: str) -> list[int]:
         """The completion's ids followed by eot."""
-        return [*self.tokenizer.encode_prompt(completion), self.tokenizer.bos_id]
+        return [*self.tokenizer.encode_prompt(completion), self.tokenizer.eot_id]
 
     def decode_completion(self, ids: Sequence[int]) -> str:
         """Generated ids up to (not including) the first eot, as text."""
         ids = list(ids)
-        if self.tokenizer.bos_id in ids:
-            ids = ids[: ids.index(self.tokenizer.bos_id)]
+        if self.tokenizer.eot_id in ids:
+            ids = ids[: ids.index(self.tokenizer.eot_id)]
         return self.tokenizer.decode(ids)
 
     def fitted_prompt(self, prompt: str, room: int = 1) -> list[int]:
@@ -500,7 +500,7 @@ class PairsDataModule(GenkitDataModule):
         rows = self.rows["train"]
         lengths = rows.lengths() if self.group_by_length else None
         return self.training_loader(
-            PairBatches(rows, self.tokenizer.bos_id),
+            PairBatches(rows, self.tokenizer.eot_id),
             per_process(self.trainer, self.batch_size),
             self.seed,
             self.num_workers,
@@ -511,7 +511,7 @@ class PairsDataModule(GenkitDataModule):
         # shortest first: each batch is padded to its longest row, and the loss is a token-weighted
         # mean, which the order does not change
         rows = self._split(split)
-        return PairBatches(rows, self.tokenizer.bos_id, order=np.argsort(rows.lengths().numpy(), kind="stable"))
+        return PairBatches(rows, self.tokenizer.eot_id, order=np.argsort(rows.lengths().numpy(), kind="stable"))
 
     def val_dataloader(self) -> DataLoader:
         return self.evaluation_loader(self._evaluation_batches("val"), self.eval_batch_size)
@@ -577,7 +577,7 @@ class PairsDataModule(GenkitDataModule):
         """A completion ends with the boundary token."""
         if self.tokenizer is None:
             self.setup()
-        return [self.tokenizer.bos_id]
+        return [self.tokenizer.eot_id]
 
     def samples_as_text(self, samples: torch.Tensor) -> list[str]:
         return [self.tokenizer.decode(row[1:].tolist()) for row in samples]

@@ -32,13 +32,13 @@ from genkit.data.text_pieces import FileStream, SplitRange, cut_stream, pieces, 
 from genkit.data.token_files import Encoder, PartialCache, default_num_proc, fit_tokenizer, mapped_again, write_split
 from genkit.data.tokenizers import KINDS, BPETokenizer, load_tokenizer, save_tokenizer, tokenizer_from_json
 from genkit.errors import GenkitError
+from genkit.loss_targets import IGNORE_INDEX
 from genkit.options import TEXT, Option
 
 log = logging.getLogger(__name__)
 
 # bump when the cached layout or tokenisation changes, so old caches are not reused
 CACHE_VERSION = 1
-IGNORE_INDEX = -1
 # characters of the training text a BPE tokenizer is fitted on, at most (data.fit_chars)
 FIT_CHARS = 100_000_000
 
@@ -88,8 +88,8 @@ class EvalWindows(Dataset):
     """Contiguous windows over [bos] + ids; targets past the end are IGNORE_INDEX. The split stays
     where it is (memory-mapped): each window reads its own slice."""
 
-    def __init__(self, ids: np.ndarray, block_size: int, bos_id: int):
-        self.ids, self.block_size, self.bos_id = ids, block_size, bos_id
+    def __init__(self, ids: np.ndarray, block_size: int, eot_id: int):
+        self.ids, self.block_size, self.eot_id = ids, block_size, eot_id
 
     def __len__(self) -> int:
         return -(-len(self.ids) // self.block_size)
@@ -101,7 +101,7 @@ class EvalWindows(Dataset):
             return torch.zeros(0, dtype=torch.long)
         ids = np.asarray(self.ids[max(start - 1, 0) : end - 1], dtype=np.int64)
         if start == 0:
-            ids = np.concatenate([np.array([self.bos_id], dtype=np.int64), ids])
+            ids = np.concatenate([np.array([self.eot_id], dtype=np.int64), ids])
         return torch.from_numpy(ids)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,10 +131,10 @@ class StreamWindows(Dataset):
     fill a window is left out, as TrainWindows leaves out a partial window.
     """
 
-    def __init__(self, ids: np.ndarray | torch.Tensor, block_size: int, streams: int, *, eval: bool, bos_id: int = 0):
+    def __init__(self, ids: np.ndarray | torch.Tensor, block_size: int, streams: int, *, eval: bool, eot_id: int = 0):
         T, B = block_size, streams
         if eval:
-            stream = np.concatenate([np.array([bos_id], dtype=np.int64), np.asarray(ids, dtype=np.int64)])
+            stream = np.concatenate([np.array([eot_id], dtype=np.int64), np.asarray(ids, dtype=np.int64)])
             n = len(stream) - 1
             length = -(-n // B)
             length = -(-length // T) * T  # whole windows
@@ -493,9 +493,9 @@ class TextDataModule(GenkitDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         if self.streams:
             windows = StreamWindows(self._split(split), self.block_size, self.eval_batch_size, eval=True,
-                                    bos_id=self.tokenizer.bos_id)  # fmt: skip
+                                    eot_id=self.tokenizer.eot_id)  # fmt: skip
             return self.evaluation_loader(windows, self.eval_batch_size, self.num_workers)
-        windows = EvalWindows(self._split(split), self.block_size, self.tokenizer.bos_id)
+        windows = EvalWindows(self._split(split), self.block_size, self.tokenizer.eot_id)
         return self.evaluation_loader(windows, self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
@@ -541,7 +541,7 @@ class TextDataModule(GenkitDataModule):
             self.setup()
         end = getattr(self.tokenizer, "end_of_turn", None)
         own = self.tokenizer.tokenizer.token_to_id(end) if end else None
-        return [self.tokenizer.bos_id, *([own] if own is not None else [])]
+        return [self.tokenizer.eot_id, *([own] if own is not None else [])]
 
     def write_samples(self, samples: torch.Tensor, path: str | Path, inputs: Mapping | None = None) -> Path:
         return write_text(self.decode_batch(samples), with_suffix(path, self.sample_suffix))
@@ -558,7 +558,7 @@ class TextDataModule(GenkitDataModule):
         if self.tokenizer is None:
             self.setup()
         prompt = prompt.lower() if self.lowercase else prompt
-        return [self.tokenizer.bos_id, *self.tokenizer.encode_prompt(self._encodable(prompt, self.tokenizer, "prompt"))]
+        return [self.tokenizer.eot_id, *self.tokenizer.encode_prompt(self._encodable(prompt, self.tokenizer, "prompt"))]
 
     def decode_batch(self, ids: torch.Tensor) -> list[str]:
         """Decode generated rows, dropping the leading boundary token."""

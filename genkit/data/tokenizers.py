@@ -36,7 +36,7 @@ class WordTokenizer:
     def __init__(self, itos: list[str]):
         self.itos = itos
         self.stoi = {w: i for i, w in enumerate(itos)}
-        self.bos_id = self.stoi[EOS]
+        self.eot_id = self.stoi[EOS]
 
     @classmethod
     def fit(cls, text: str, vocab_size: int | None = None) -> "WordTokenizer":
@@ -62,7 +62,7 @@ class WordTokenizer:
         ids = []
         for line in text.splitlines():
             ids.extend(self._id(w) for w in line.split())
-            ids.append(self.bos_id)
+            ids.append(self.eot_id)
         return ids
 
     def encode_prompt(self, text: str) -> list[int]:
@@ -85,7 +85,7 @@ class WordTokenizer:
     @property
     def boundary(self) -> str:
         """The boundary token as text (a chat template's bos_token)."""
-        return self.itos[self.bos_id]
+        return self.itos[self.eot_id]
 
 
 class CharTokenizer:
@@ -96,7 +96,7 @@ class CharTokenizer:
     def __init__(self, itos: list[str]):
         self.itos = itos
         self.stoi = {c: i for i, c in enumerate(itos)}
-        self.bos_id = self.stoi.get("\n", 0)
+        self.eot_id = self.stoi.get("\n", 0)
 
     @classmethod
     def fit(cls, text: str, vocab_size: int | None = None) -> "CharTokenizer":
@@ -133,7 +133,7 @@ class CharTokenizer:
     @property
     def boundary(self) -> str:
         """The boundary token as text (a chat template's bos_token)."""
-        return self.itos[self.bos_id]
+        return self.itos[self.eot_id]
 
 
 class BPETokenizer:
@@ -149,7 +149,7 @@ class BPETokenizer:
         # the token that starts a text: GPT-2's, Qwen's and SmolLM's <|endoftext|>, Llama 2's <s>,
         # Llama 3's <|begin_of_text|>; id 0 for a tokenizer that names none of them
         ids = (tokenizer.token_to_id(token) for token in BOUNDARY_TOKENS)
-        self.bos_id = next((i for i in ids if i is not None), 0)
+        self.eot_id = next((i for i in ids if i is not None), 0)
         self.chat_template, self.end_of_turn = chat_template, end_of_turn
 
     @classmethod
@@ -211,7 +211,7 @@ class BPETokenizer:
     @property
     def boundary(self) -> str:
         """The boundary token as text (a chat template's bos_token)."""
-        return self.tokenizer.id_to_token(self.bos_id) or ""
+        return self.tokenizer.id_to_token(self.eot_id) or ""
 
     def to_json(self) -> dict:
         spec = {"kind": self.kind, "tokenizer": self.tokenizer.to_str()}

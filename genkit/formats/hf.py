@@ -56,7 +56,7 @@ def _transformers_model(run: Exported):
 
         config, state = as_gpt2(net)
         # GPT-2's <|endoftext|> both starts and ends text
-        boundary = run.datamodule.tokenizer.bos_id
+        boundary = run.datamodule.tokenizer.eot_id
         causal = GPT2LMHeadModel(GPT2Config(**config, bos_token_id=boundary, eos_token_id=boundary)).eval()
         missing, unexpected = causal.load_state_dict(state, strict=False)
         # the output layer is tied to the embedding, so it is not among the saved weights
@@ -67,7 +67,7 @@ def _transformers_model(run: Exported):
     if causal is not None:
         if head is None:
             return causal
-        return _classifier(causal, head, run.datamodule.labels, run.datamodule.tokenizer.bos_id)
+        return _classifier(causal, head, run.datamodule.labels, run.datamodule.tokenizer.eot_id)
     if net is not None:
         raise FormatUnsupported(
             f"The run's {type(net).__name__} network has no transformers class, so there is no format=hf for it; "

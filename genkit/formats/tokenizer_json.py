@@ -15,7 +15,7 @@ from genkit.errors import GenkitError
 def hf_tokenizer(tokenizer) -> tuple[Tokenizer, str | None]:
     """The `tokenizers` form of a genkit tokenizer, and its boundary token (None: no special one)."""
     if isinstance(tokenizer, BPETokenizer):
-        token = tokenizer.tokenizer.id_to_token(tokenizer.bos_id)
+        token = tokenizer.tokenizer.id_to_token(tokenizer.eot_id)
         return tokenizer.tokenizer, token if token in BOUNDARY_TOKENS else None
     if isinstance(tokenizer, CharTokenizer):
         hf = Tokenizer(WordLevel(dict(tokenizer.stoi), unk_token=None))
@@ -41,7 +41,7 @@ def _as_prompt(hf: Tokenizer, tokenizer, separator: str) -> None:
     is this with <s> as the boundary; byte-level BPE's, which only trims offsets)."""
     from tokenizers.processors import TemplateProcessing
 
-    ids = [tokenizer.bos_id, *(tokenizer.encode_prompt(separator) if separator else [])]
+    ids = [tokenizer.eot_id, *(tokenizer.encode_prompt(separator) if separator else [])]
     names = [f"<genkit_{i}>" for i in ids]  # template pieces are names; the ids are what counts
     hf.post_processor = TemplateProcessing(
         single=[names[0], "$A", *names[1:]], special_tokens=list(dict(zip(names, ids, strict=True)).items())
@@ -65,7 +65,7 @@ def save_tokenizer_files(
     hf = Tokenizer.from_str(hf.to_str())  # a copy: the run's own tokenizer is left as it is
     _as_prompt(hf, tokenizer, prompt_separator or "")
     if prompt_separator is not None:
-        special["pad_token"] = hf.id_to_token(tokenizer.bos_id)
+        special["pad_token"] = hf.id_to_token(tokenizer.eot_id)
     if chat_template:
         special["chat_template"] = chat_template
     fast = PreTrainedTokenizerFast(tokenizer_object=hf, model_max_length=max_length, **special)

@@ -93,7 +93,7 @@ def generate_completions(model, datamodule, records: list[dict], options: Mappin
     generated = complete(
         model.net,
         prompts,
-        datamodule.tokenizer.bos_id,
+        datamodule.tokenizer.eot_id,
         max_new_tokens=options.get("max_new_tokens") or datamodule.longest_completion,
         temperature=options.get("temperature") or 0.0,
         top_k=options.get("top_k"),

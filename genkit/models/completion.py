@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from genkit.models.nets.transformer import sample_next
+from genkit.models.decoding import Decoding, Sampling
 
 
 def by_length(prompts: Sequence[Sequence[int]], batch_size: int):
@@ -44,18 +44,16 @@ def complete(
     for rows in by_length(prompts, batch_size):
         idx = torch.tensor([list(prompts[i]) for i in rows], dtype=torch.long, device=device)  # (B, T)
         steps = min(max_new_tokens, net.block_size - idx.shape[1] + 1)
-        logits, cache = net(idx)
-        done = torch.zeros(len(rows), dtype=torch.bool, device=device)
-        new = []
+        decoding = Decoding(net)
+        group = decoding.add(idx, Sampling(temperature, top_k, top_p, generator))
+        done = [False] * len(rows)
         for step in range(steps):
-            nxt = sample_next(logits[:, -1, :].float(), temperature, top_k, top_p, generator)  # (B, 1)
-            nxt = torch.where(done[:, None], torch.full_like(nxt, eot_id), nxt)
-            new.append(nxt)
-            done |= nxt[:, 0] == eot_id
-            if done.all() or step == steps - 1:
+            tokens = decoding.sample()[0]
+            done = [d or t == eot_id for d, t in zip(done, tokens, strict=True)]
+            if all(done) or step == steps - 1:
                 break
-            logits, cache = net(nxt, cache)
-        generated = torch.cat(new, dim=1).tolist() if new else [[] for _ in rows]
+            decoding.advance()
+        generated = [row[idx.shape[1] :] for row in group.tokens]
         for i, ids in zip(rows, generated, strict=True):
             out[i] = ids[: ids.index(eot_id)] if eot_id in ids else ids
     return out

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
+from genkit.loss_targets import IGNORE_INDEX
 from genkit.models.base import GenerativeModel
 from genkit.models.completion import candidate_logprobs
+from genkit.models.decoding import Sampling, generate
 from genkit.models.label_task import (
     HEADS,
     LABEL_LOSSES,
@@ -55,14 +56,21 @@ class LanguageModelNet(Protocol):
     """What the GPT family asks of its network (a transformer, an LSTM, or one of your own).
 
     `cache` is whatever the network carries from one call to the next (a transformer's keys and
-    values, an LSTM's state); None starts afresh. Optional, and so not a member here:
-    `repeat_cache(cache, times)`, each row's cache repeated `times` times, with which label
-    scoring reads each prompt once instead of once per label (genkit.models.completion)."""
+    values, an LSTM's state); None starts afresh, and each row continues from its own place in it.
+    genkit's one generation loop (genkit.models.decoding) samples from `hidden` and `lm_head`;
+    `genkit serve` also regroups rows between tokens through the cache's `select(rows)` and
+    `join(other)` and its `joinable` (genkit/models/nets/kv_cache.py is the transformer's).
+    Optional, and so not a member here: `repeat_cache(cache, times)`, each row's cache repeated
+    `times` times, with which label scoring reads each prompt once instead of once per label
+    (genkit.models.completion)."""
 
     wte: nn.Embedding  # the input embedding (Hugging Face GPT-2 weights load into it)
     lm_head: nn.Linear  # the output layer, no bias: the loss reads its weight
     vocab_size: int
-    block_size: int  # the training window; whether it bounds generation is the network's affair
+    block_size: int  # the training window
+    # the most positions one read may span (None: no limit, as an LSTM's state); past it the
+    # generation loop re-reads the last context_length tokens for every further token
+    context_length: int | None
     n_layer: int
     n_embd: int
     # the layers LoRA adapts unless finetune.lora.targets names others (globs of module names
@@ -78,18 +86,6 @@ class LanguageModelNet(Protocol):
 
     def hidden(self, idx: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
         """idx (B, T) -> hidden states (B, T, n_embd) that lm_head turns into logits, and the cache."""
-
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """idx (B, T) extended by max_new_tokens sampled tokens (B, T + max_new_tokens)."""
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (for MFU in `genkit bench`)."""
@@ -370,7 +366,7 @@ class GPT(GenerativeModel):
         if self.label_head is not None:
             return self._sample_labels(n, generator, prompt_ids, temperature)
         start = torch.tensor([prompt_ids or [0]], dtype=torch.long, device=self.device).repeat(n, 1)
-        return self.net.generate(start, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
+        return generate(self.net, start, max_new_tokens, Sampling(temperature, top_k, top_p, generator), use_cache)
 
     def _sample_labels(
         self, n: int, generator: torch.Generator | None, prompt_ids: list[int] | None, temperature: float

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genkit.data.text import IGNORE_INDEX
+from genkit.loss_targets import IGNORE_INDEX
 from genkit.models.completion import by_length
 
 HEADS = ("tokens", "labels")

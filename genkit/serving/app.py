@@ -30,6 +30,7 @@ from genkit.models.base import GenerativeModel
 from genkit.runtime import inference_autocast
 from genkit.serving.batcher import Batcher, Job
 from genkit.serving.chat import ChatChunks, chat_body, chat_fields, read_chat
+from genkit.serving.continuous import ContinuousBatcher
 from genkit.serving.fields import RequestError, check_text
 from genkit.serving.images import image_fields, images_body, read_images_request, run_image_batch
 from genkit.serving.metrics import ServeMetrics
@@ -39,8 +40,8 @@ from genkit.serving.text import (
     completion_fields,
     read_completions,
     response_header,
-    run_text_batch,
 )
+from genkit.serving.text_runner import TextRunner
 
 log = logging.getLogger("genkit")
 
@@ -67,16 +68,23 @@ def build_app(model: GenerativeModel, datamodule: GenkitDataModule, settings: Se
     endpoint = "/v1/completions" if text else "/v1/images"
     # the image data sets' class names (genkit.data.images.ImageDataModule); text data has none
     class_names = getattr(datamodule, "class_names", None) if model.conditional else None
-    runner = run_text_batch if text else run_image_batch
-    state: dict[str, Batcher] = {}
+    state: dict[str, Batcher | ContinuousBatcher] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        def run_batch(jobs: list[Job]) -> None:  # in the model's worker thread, where autocast must be entered
-            with inference_autocast(model.device, settings.precision):
-                runner(model, datamodule, jobs)
+        def autocast():  # entered in the model's thread: autocast is per thread
+            return inference_autocast(model.device, settings.precision)
 
-        batcher = Batcher(run_batch, settings.max_batch, settings.window_s)
+        if text:  # requests join and leave the running batch between tokens
+            runner = TextRunner(model, datamodule, metrics.answered)
+            batcher = ContinuousBatcher(runner, settings.max_batch, autocast, metrics.batch_rows.observe)
+        else:  # an image batch runs its sampler's steps together: requests share a batch from its start
+
+            def run_batch(jobs: list[Job]) -> None:
+                with autocast():
+                    run_image_batch(model, datamodule, jobs)
+
+            batcher = Batcher(run_batch, settings.max_batch, settings.window_s)
         batcher.start()
         state["batcher"] = batcher
         settings.on_ready()

@@ -1,23 +1,13 @@
-"""POST /v1/completions: OpenAI's completions request, answered by a text model in batches.
+"""POST /v1/completions: OpenAI's completions request read into TextRequests, and the answer's
+body (genkit.serving.text_runner generates it, in the model's thread, batched continuously).
 
-Requests batch by prompt length: the network has learned positions and no padding mask, so
-rows of one forward pass start from prompts of the same length (the load script's clients share
-one prompt; a mix of lengths runs one pass per length). Each request samples its rows with its
-own generator, seeded by its `seed`, exactly as `genkit sample prompt=... n=... seed=...` does
-(GPT.sample: one torch.multinomial over the request's n rows per token), so a request's text
-does not depend on what it was batched with, up to the last bits of the batched matmuls.
-
-The decoding loop reads the network through the GPT family's LanguageModelNet protocol
-(`net(idx, cache) -> logits, cache`): one pass over the prompts, then one position per token
-from the cache. A completion must fit the network's context (block_size): past it a
-transformer re-reads a sliding window token by token, which batches no better than it runs alone.
-"""
+A completion may run past the network's context: its window then slides, as in `genkit sample`.
+Only a prompt whose own tokens are scored (echo with logprobs) must fit the context."""
 
 import dataclasses
 import secrets
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +17,7 @@ import torch
 from genkit.data.base import GenkitDataModule
 from genkit.errors import GenkitError
 from genkit.models.base import GenerativeModel, sample_inputs
-from genkit.models.nets.transformer import sample_next
 from genkit.options import BOOLEAN, Option, Rule, whole_number
-from genkit.serving.batcher import Job
 from genkit.serving.fields import SEED, Field, RequestError, read_fields
 
 STOP = Option(
@@ -153,10 +141,10 @@ def read_completions(body: Any, fields: Mapping[str, Field], model: GenerativeMo
             "echo and logprobs to a run without a label head.",
             "logprobs",
         )
-    return [_request(values, p, k, "max_tokens" in body, model, datamodule) for k, p in enumerate(prompts)]
+    return [_request(values, p, k, model, datamodule) for k, p in enumerate(prompts)]
 
 
-def _request(values: dict, prompt: str | list[int], index: int, asked_length: bool, model, datamodule) -> TextRequest:
+def _request(values: dict, prompt: str | list[int], index: int, model, datamodule) -> TextRequest:
     vocab = model.net.vocab_size
     if isinstance(prompt, str):
         try:
@@ -167,18 +155,15 @@ def _request(values: dict, prompt: str | list[int], index: int, asked_length: bo
         raise RequestError(f"prompt holds the token id {max(prompt)}, and this model's ids are 0 to {vocab - 1}.",
                            "prompt")  # fmt: skip
     else:  # token ids: after the start token, as genkit's own prompts are
-        prompt_ids = [datamodule.tokenizer.bos_id, *prompt]
-    context = model.net.block_size
-    max_tokens = values["max_tokens"]
-    if not asked_length:  # OpenAI's default of 16, within the context of a small model
-        max_tokens = max(min(max_tokens, context - len(prompt_ids)), 0 if values["echo"] else 1)
-    if len(prompt_ids) + max_tokens > context:
+        prompt_ids = [datamodule.tokenizer.eot_id, *prompt]
+    context = model.net.context_length
+    if values["echo"] and values["logprobs"] is not None and context is not None and len(prompt_ids) > context:
         raise RequestError(
-            f"The prompt ({len(prompt_ids)} tokens with the start token) plus max_tokens={max_tokens} "
-            f"exceeds the model's context of {context} tokens; ask for at most "
-            f"{max(context - len(prompt_ids), 0)} tokens or shorten the prompt.",
-            "max_tokens",
+            f"The prompt ({len(prompt_ids)} tokens with the start token) is longer than the model's context of "
+            f"{context} tokens, so its tokens cannot all be scored (echo with logprobs); shorten the prompt.",
+            "prompt",
         )
+    max_tokens = values["max_tokens"]
     stop = values["stop"]
     return TextRequest(
         prompt_ids=prompt_ids,
@@ -242,77 +227,7 @@ def _safe_end(text: str, stops: list[str]) -> int:
     return end
 
 
-def run_text_batch(model: GenerativeModel, datamodule: GenkitDataModule, jobs: list[Job]) -> None:
-    """Generate for every job (in the model's worker thread): one decoding loop per prompt length."""
-    by_length: dict[int, list[Job]] = defaultdict(list)
-    for job in jobs:
-        by_length[len(job.payload.prompt_ids)].append(job)
-    # a run with a label head (model.head=labels) answers with a label's text, not generated text
-    decode = _label_answers if getattr(model, "label_head", None) is not None else _decode
-    for group in by_length.values():
-        try:
-            decode(model, datamodule, group)
-        except Exception as err:
-            for job in group:
-                job.fail(err)
-
-
-@torch.inference_mode()
-def _decode(model: GenerativeModel, datamodule: GenkitDataModule, jobs: list[Job]) -> None:
-    device, net = model.device, model.net
-    requests: list[TextRequest] = [job.payload for job in jobs]
-    spans, start = [], 0
-    for r in requests:
-        r.generator = torch.Generator(device=device).manual_seed(r.seed)
-        spans.append((start, start + r.n))
-        start += r.n
-    first = requests[0].prompt_ids[:1]  # decode drops a row's first token (the start token)
-
-    def decode(ids: list[int]) -> str:
-        return datamodule.samples_as_text(torch.tensor([first + ids]))[0]
-
-    choices = [[Choice() for _ in range(r.n)] for r in requests]
-    active = [True] * len(jobs)
-    idx = torch.tensor([r.prompt_ids for r in requests for _ in range(r.n)], dtype=torch.long, device=device)
-    logits, cache = net(idx)  # (B, T, vocab): the prompts, once
-    for k, (job, r, (a, _)) in enumerate(zip(jobs, requests, spans, strict=True)):
-        if r.echo and r.logprobs is not None:  # the prompt's own tokens scored, from the same pass
-            r.prompt_scores = _scores(logits[a, :-1], idx[a, 1:], r.logprobs)
-        if r.max_tokens == 0:  # echo only: nothing to generate
-            for choice in choices[k]:
-                choice.finish_reason = "length"
-            active[k] = False
-            job.finish(choices[k])
-    steps = max(r.max_tokens for r in requests)
-    for step in range(steps if any(active) else 0):
-        last_logits = logits[:, -1, :]  # (B, vocab)
-        new = torch.zeros(len(idx), 1, dtype=torch.long, device=device)
-        for k, (r, (a, b)) in enumerate(zip(requests, spans, strict=True)):
-            if active[k]:
-                new[a:b] = sample_next(last_logits[a:b], r.temperature, r.top_k, r.top_p, r.generator)
-        tokens = new[:, 0].tolist()
-        for k, (job, r, (a, b)) in enumerate(zip(jobs, requests, spans, strict=True)):
-            if not active[k]:
-                continue
-            # the model's own distribution (before temperature and truncation), as OpenAI reports it
-            scored = _scores(last_logits[a:b], new[a:b, 0], r.logprobs) if r.logprobs is not None else None
-            for i, choice in enumerate(choices[k]):
-                if choice.finish_reason is None:
-                    kept = len(choice.ids)
-                    said = choice.grow(tokens[a + i], decode, r, last=step == r.max_tokens - 1)
-                    if scored is not None and len(choice.ids) > kept:
-                        choice.scores.append(scored[i])
-                    if said is not None and r.stream:
-                        job.emit((i, *said))
-            if all(c.finish_reason for c in choices[k]):
-                active[k] = False
-                job.finish(choices[k])
-        if not any(active):
-            break
-        logits, cache = net(new, cache)  # (B, 1, vocab): one position from the cache
-
-
-def _scores(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[tuple[float, dict[int, float]]]:
+def token_scores(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[tuple[float, dict[int, float]]]:
     """For each row of logits (N, vocab): the log-probability of its token and the k likeliest
     tokens' (id -> log-probability)."""
     logp = logits.float().log_softmax(dim=-1)
@@ -322,23 +237,6 @@ def _scores(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[tuple[fl
         (value, dict(zip(ids, values, strict=True)))
         for value, ids, values in zip(picked, top_ids.tolist(), top_values.tolist(), strict=True)
     ]
-
-
-@torch.inference_mode()
-def _label_answers(model: GenerativeModel, datamodule: GenkitDataModule, jobs: list[Job]) -> None:
-    """Each request's n answers: the label the head picks (temperature 0) or draws, as its text."""
-    for job in jobs:
-        r: TextRequest = job.payload
-        generator = torch.Generator(device=model.device).manual_seed(r.seed)
-        rows = model.sample(r.n, generator=generator, prompt_ids=r.prompt_ids, temperature=r.temperature)
-        choices = []
-        for row in rows[:, len(r.prompt_ids) :].tolist():
-            row = row[: row.index(row[-1]) + 1]  # up to its closing end-of-text (the rows are padded with it)
-            choice = Choice(ids=row, text=datamodule.decode_completion(row), finish_reason="stop")
-            choices.append(choice)
-            if r.stream:
-                job.emit((len(choices) - 1, choice.text, "stop"))
-        job.finish(choices)
 
 
 def texts_of(datamodule: GenkitDataModule):

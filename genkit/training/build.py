@@ -135,7 +135,7 @@ def scalar_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
-def check_pair(cfg: DictConfig) -> None:
+def check_modality(cfg: DictConfig) -> None:
     """A model trains only on data of its modality: say so before building either."""
     model = target_class(cfg, "model", GenerativeModel)
     data = target_class(cfg, "data", GenkitDataModule)
@@ -275,7 +275,7 @@ def build(cfg: DictConfig, *, with_trainer: bool = True) -> Parts:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     check_run_options(cfg)
     check_accelerator(cfg)
-    check_pair(cfg)
+    check_modality(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
     trainer = build_trainer(cfg, model=model) if with_trainer else None

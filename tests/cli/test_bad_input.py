@@ -220,6 +220,7 @@ SERVE_CASES = [
     (["timeout=0"], ["timeout=0", "above 0"]),
     (["max_batch=0"], ["max_batch=0", "at least 1"]),
     (["batch_window_ms=-1"], ["batch_window_ms=-1", "at least 0"]),
+    (["threads=-1"], ["threads=-1", "at least 0"]),
     (["+max_batchsize=4"], ["has no option 'max_batchsize'", "max_batch"]),
 ]
 
@@ -288,6 +289,7 @@ RUN_READER_CASES = [
     (["plot", "@runs", "metrc=val/loss"], ["no option 'metrc'", "metric= and out="]),
     (["plot", "@runs", "metric=val/nope"], ["metric=val/nope was not logged", "train/loss"]),
     (["plot", "@runs", "metric=train/loss", "out=/proc/genkit/plot.png"], ["Could not write", "/proc/genkit/plot.png"]),
+    (["plot", "@mixed"], ["rank by different metrics (val/fid_clf, val/loss)", "metric=<name>"]),
 ]
 
 
@@ -297,7 +299,12 @@ def test_bad_runs_and_plot_arguments_are_one_paragraph(tmp_path, args, words):
     (runs / "a").mkdir(parents=True)
     (runs / "a" / "metrics.csv").write_text("step,train/loss\n1,2.0\n2,1.5\n")
     empty.mkdir()
-    where = {"@runs": str(runs), "@empty": str(empty), "@nope": str(tmp_path / "nope")}
+    mixed = tmp_path / "mixed"  # a language model's run and a GAN's, each ranked by its own metric
+    for name, monitor in (("lm", "val/loss"), ("gan", "val/fid_clf")):
+        (mixed / name).mkdir(parents=True)
+        (mixed / name / "metrics.csv").write_text(f"step,{monitor}\n1,2.0\n")
+        (mixed / name / "status.json").write_text(json.dumps({"status": "finished", "monitor": monitor}))
+    where = {"@runs": str(runs), "@empty": str(empty), "@nope": str(tmp_path / "nope"), "@mixed": str(mixed)}
     out = cli_in_process(*[where.get(a, a) for a in args], cwd=tmp_path)
     message = " ".join(out.stderr.split())
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]

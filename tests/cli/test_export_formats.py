@@ -63,7 +63,7 @@ def test_char_and_word_vocabularies_become_tokenizer_json(tmp_path):
         # genkit ends every line of words with <eos>, the last one too; the text has no last newline;
         # a text starts with the boundary token, as genkit's prompts do
         ours = ids[:-1] if tokenizer.kind == "word" else ids
-        assert theirs("the mat\nsat on").input_ids == [tokenizer.bos_id, *ours]
+        assert theirs("the mat\nsat on").input_ids == [tokenizer.eot_id, *ours]
     assert theirs.decode(WordTokenizer.fit(text).encode_prompt("the cat")) == "the cat"
 
 

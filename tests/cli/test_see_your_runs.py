@@ -103,6 +103,11 @@ def test_runs_end_with_curves_and_a_sweep_plots_on_one_chart(tmp_path, tiny_data
     out = cli_in_process("plot", str(sweep), "metric=train/g_loss", f"out={chart}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert chart.stat().st_size > 10_000 and "of 2 runs" in out.stdout
+    # without metric=: the metric the runs rank by; these tiny GAN runs have none (no classifier),
+    # so their first validation loss
+    assert all(json.loads((r / "status.json").read_text()).get("monitor") is None for r in runs)
+    out = cli_in_process("plot", str(sweep), f"out={chart}", cwd=tmp_path)
+    assert out.returncode == 0 and "val/d_loss of 2 runs" in out.stdout, out.stderr
     bad = cli_in_process("plot", str(sweep), "metric=val/nope", f"out={chart}", cwd=tmp_path)
     assert bad.returncode == 2 and "metric=val/nope was not logged" in bad.stderr and "train/g_loss" in bad.stderr
 

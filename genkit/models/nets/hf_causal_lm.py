@@ -6,8 +6,9 @@ config.json: model.init_from's (a hub id or a folder; its safetensors weights th
 model.net.architecture's (a hub id, a folder or a dict of config keys; trained from scratch).
 The resolved config is stored in the run's config, so a checkpoint rebuilds the network without
 the hub. genkit asks of it what it asks of its own transformer (LanguageModelNet in
-genkit/models/gpt.py): hidden states for the loss, logits with a cache, and generation with
-genkit's sampling options through transformers' KV cache (DynamicCache).
+genkit/models/gpt.py): hidden states for the loss, logits with a cache (transformers'
+DynamicCache, in genkit's row layout: genkit.models.nets.hf_row_cache) for genkit's one
+generation loop (genkit.models.decoding).
 """
 
 import logging
@@ -22,7 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from genkit.checkpoints.hub import pretrained_dir, safetensors_files
 from genkit.errors import GenkitError, first_line
-from genkit.models.nets.transformer import sample_next
+from genkit.models.nets.hf_row_cache import HFRowCache
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +141,31 @@ class HFCausalLM(nn.Module):
         self._set_model(model)
         log.info("Loaded %s weights from %s", self.model_type, name_or_path)
 
-    def _run(self, idx: torch.Tensor, cache: Any, use_cache: bool) -> tuple[torch.Tensor, Any]:
-        out = self.model.base_model(input_ids=idx, cache=cache, use_cache=use_cache)
-        return out.last_hidden_state, out.cache  # (B, T, n_embd), the cache or None
+    def hidden(self, idx: torch.Tensor, cache: HFRowCache | None = None) -> tuple[torch.Tensor, HFRowCache | None]:
+        """idx (B, T) -> final hidden states (B, T, n_embd) after the last norm, and the cache
+        extended by these positions; no cache in training (the loss needs none, and gradient
+        checkpointing allows none)."""
+        B, T = idx.shape
+        extra = {} if cache is None else cache.inputs(T)
+        out = self.model.base_model(
+            input_ids=idx, cache=None if cache is None else cache.cache, use_cache=not self.training, **extra
+        )
+        if out.cache is None:
+            return out.last_hidden_state, None
+        if cache is None:
+            return out.last_hidden_state, HFRowCache(out.cache, torch.full((B,), T, device=idx.device), T)
+        return out.last_hidden_state, cache.extended(out.cache, T)
 
-    def hidden(self, idx: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
-        """idx (B, T) -> final hidden states (B, T, n_embd) after the last norm; a cache only when
-        one was given (the loss needs none, and gradient checkpointing allows none)."""
-        return self._run(idx, cache, use_cache=cache is not None)
-
-    def forward(self, idx: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
-        """idx (B, T) -> logits (B, T, vocab) and transformers' cache extended by these positions."""
-        h, cache = self._run(idx, cache, use_cache=not self.training)
+    def forward(self, idx: torch.Tensor, cache: HFRowCache | None = None) -> tuple[torch.Tensor, HFRowCache | None]:
+        """idx (B, T) -> logits (B, T, vocab) and the cache extended by these positions."""
+        h, cache = self.hidden(idx, cache)
         return self.lm_head(h), cache
+
+    @property
+    def context_length(self) -> int:
+        """The positions the model was built for (max_position_embeddings): genkit.models.decoding
+        slides a window past them."""
+        return self.max_positions
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N + 12 L T d (Kaplan et al. 2020), N without an untied input
@@ -171,30 +184,3 @@ class HFCausalLM(nn.Module):
     def carry(self, cache: Any, keep: torch.Tensor | None = None) -> None:
         """Nothing carries over: positions restart with each training window."""
         return None
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens tokens with genkit's sampling (temperature 0: greedy),
-        one position per token through the cache. Past the positions the model was built for, the
-        last max_positions tokens are re-read for every further token."""
-        cache, limit = None, self.max_positions
-        for _ in range(max_new_tokens):
-            if use_cache and cache is not None and cache.get_seq_length() < limit:
-                h, cache = self._run(idx[:, -1:], cache, use_cache=True)
-            else:
-                h, cache = self._run(idx[:, -limit:], None, use_cache=use_cache)
-            logits = self.lm_head(h[:, -1, :])  # (B, vocab): only the last position is sampled from
-            next_id = sample_next(logits, temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, next_id], dim=1)
-            if not use_cache:
-                cache = None
-        return idx

@@ -6,18 +6,32 @@ the embedding and the LSTM have the same width. On Penn Treebank on a 2-core CPU
 lower perplexity than genkit's transformer in about the same time (docs/benchmarks/time-to-quality.md).
 
 It plugs into the GPT family (genkit/models/gpt.py) as the transformer does: `hidden` for the
-loss, `forward` for logits, `generate` for sampling. Its cache is the LSTM's state (h, c), so
-`block_size` (the training window) is no limit on what it reads or writes.
+loss, `forward` for logits and a cache (genkit.models.decoding samples from it). Its cache is
+the LSTM's state (h, c), so `block_size` (the training window) is no limit on what it reads or
+writes.
 """
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from genkit.errors import GenkitError
-from genkit.models.nets.transformer import sample_next
 
-# the LSTM's state: (h, c), each (n_layer, B, n_embd)
-LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+class LSTMState(NamedTuple):
+    """The LSTM's state after the tokens it read: h and c, each (n_layer, B, n_embd). Rows are
+    independent, so requests that joined a batch at different times need no padding."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+    joinable = True  # rows of other requests can join (genkit.models.decoding)
+
+    def select(self, rows: torch.Tensor) -> "LSTMState":
+        return LSTMState(self.h[:, rows], self.c[:, rows])
+
+    def join(self, other: "LSTMState") -> "LSTMState":
+        return LSTMState(torch.cat([self.h, other.h], 1), torch.cat([self.c, other.c], 1))
 
 
 class LSTMLanguageModel(nn.Module):
@@ -69,7 +83,12 @@ class LSTMLanguageModel(nn.Module):
         when None)."""
         x = self.drop(self.wte(idx))  # (B, T, C)
         out, state = self.lstm(x, cache)  # (B, T, C); h and c (n_layer, B, C)
-        return self.drop(out), state
+        return self.drop(out), LSTMState(*state)
+
+    @property
+    def context_length(self) -> None:
+        """No limit: the state carries everything read so far."""
+        return None
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6 per weight that a token multiplies (2 forward, 4 backward;
@@ -85,7 +104,7 @@ class LSTMLanguageModel(nn.Module):
     def repeat_cache(self, cache: LSTMState, times: int) -> LSTMState:
         """Each row's state (h, c: (n_layer, B, C)) repeated `times` times (rows n*times ..
         n*times + times - 1 continue row n), as the transformer's repeat_cache."""
-        return tuple(t.repeat_interleave(times, 1) for t in cache)
+        return LSTMState(*(t.repeat_interleave(times, 1) for t in cache))
 
     def carry(self, cache: LSTMState | None, keep: torch.Tensor | None = None) -> LSTMState | None:
         """The state to read the next window of the same rows from (data.streams=true: truncated
@@ -99,37 +118,10 @@ class LSTMLanguageModel(nn.Module):
                 return None
             mask = keep.to(h.dtype)[None, :, None]
             h, c = h * mask, c * mask
-        return h.detach(), c.detach()
+        return LSTMState(h.detach(), c.detach())
 
     def compile_units(self) -> list[nn.Module]:
         """Nothing to compile: TorchDynamo does not trace into nn.LSTM (a graph break), and the
         LSTM is already one fused ATen / cuDNN kernel; what remains (embedding, dropout) gains
         nothing. trainer.compile=true leaves this network as it is."""
         return []
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens tokens; temperature 0 is greedy decoding.
-
-        With the cache the prompt is read once and each new token is one step of the LSTM from
-        the carried state; without, the whole sequence is re-read for every token (the same
-        numbers, slower). Neither stops at block_size.
-        """
-        state = None
-        for _ in range(max_new_tokens):
-            if use_cache and state is not None:
-                logits, state = self(idx[:, -1:], state)
-            else:
-                logits, state = self(idx)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, next_id], dim=1)
-        return idx

@@ -2,10 +2,13 @@
 
 Pre-LayerNorm blocks, GELU MLP, causal attention through scaled_dot_product_attention (flash
 kernels on GPUs), learned positions, input and output embeddings tied, GPT-2 initialisation.
-`forward` takes an optional KV cache so generation costs one position per new token.
+`forward` takes an optional KV cache (genkit.models.nets.kv_cache) so generation costs one
+position per new token, in rows that may have read different numbers of tokens.
 """
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,9 +16,7 @@ from torch import nn
 
 from genkit.errors import GenkitError
 from genkit.models.nets.hf_gpt2 import load_gpt2_weights
-
-# per layer: (keys, values), each (B, n_head, T_cached, head_dim)
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+from genkit.models.nets.kv_cache import KVCache
 
 
 class CausalSelfAttention(nn.Module):
@@ -29,27 +30,21 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def forward(self, x: torch.Tensor, store: Callable | None = None, mask=None):
+        """store(keys, values): writes the new positions' keys and values into this layer's cache
+        and returns all of them (KVCache.store), None without a cache; mask: which keys each new
+        position sees (KVCache.attention_mask), None when it sees all of them."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, nh, T, hs)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        if past is None or T > 1:
-            # no cache, or a prompt appended to a cache: causal within the new positions
-            mask = None if past is None else _prefix_causal_mask(T, k.shape[2], x.device)
-            y = attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                is_causal=mask is None,
-                dropout_p=self.dropout if self.training else 0.0,
-            )
-        else:
-            # one new position attends to everything cached
-            y = attention(q, k, v)
+        past = store is not None
+        if past:
+            k, v = store(k, v)
+        dropout = self.dropout if self.training else 0.0
+        # no cache: causal within these positions; with one, the mask says (None: one new position
+        # of unpadded rows, which attends to everything cached)
+        y = attention(q, k, v, attn_mask=mask, is_causal=not past, dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.proj(y)), (k, v)
 
@@ -63,12 +58,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options) -> t
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **options).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, **options)
-
-
-def _prefix_causal_mask(t_new: int, t_total: int, device) -> torch.Tensor:
-    """(t_new, t_total) boolean mask: new position i sees cached positions and new ones <= i."""
-    offset = t_total - t_new
-    return torch.ones(t_new, t_total, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
 class MLP(nn.Module):
@@ -91,8 +80,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(n_embd, eps=eps, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias, gelu)
 
-    def forward(self, x: torch.Tensor, past=None):
-        a, present = self.attn(self.ln_1(x), past)
+    def forward(self, x: torch.Tensor, store=None, mask=None):
+        a, present = self.attn(self.ln_1(x), store, mask)
         x = x + a
         return x + self.mlp(self.ln_2(x)), present
 
@@ -157,18 +146,33 @@ class Transformer(nn.Module):
         return self.lm_head(h), presents
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
-        """idx (B, T) -> final hidden states (B, T, n_embd), before the output layer."""
+        """idx (B, T) -> final hidden states (B, T, n_embd), before the output layer, and the cache
+        extended by these T positions (each row's positions continue its own cached ones)."""
         B, T = idx.shape
-        start = 0 if cache is None else cache[0][0].shape[2]
-        if start + T > self.block_size:
-            raise ValueError(f"{start + T} positions exceed block_size={self.block_size}")
-        pos = torch.arange(start, start + T, device=idx.device)
+        longest = 0 if cache is None else cache.width
+        if longest + T > self.block_size:
+            raise ValueError(f"{longest + T} positions exceed block_size={self.block_size}")
+        if cache is None:
+            pos, mask = torch.arange(T, device=idx.device), None
+        else:
+            pos, mask = cache.positions(T), cache.attention_mask(T)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
-        presents = []
+        if cache is None:
+            presents = []
+            for block in self.blocks:
+                x, present = block(x, None, None)
+                presents.append(present)
+            return self.ln_f(x), KVCache(presents, torch.full((B,), T, device=idx.device), T)
+        cache.reserve(T)
         for i, block in enumerate(self.blocks):
-            x, present = block(x, None if cache is None else cache[i])
-            presents.append(present)
-        return self.ln_f(x), presents
+            x, _ = block(x, functools.partial(cache.store, i), mask)
+        return self.ln_f(x), cache.extended(T)
+
+    @property
+    def context_length(self) -> int:
+        """The most positions one read may span: the learned positions (genkit.models.decoding
+        slides a window past them)."""
+        return self.block_size
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N + 12 L T d (Kaplan et al. 2020; PaLM's appendix B), N the
@@ -179,7 +183,7 @@ class Transformer(nn.Module):
     def repeat_cache(self, cache: KVCache, times: int) -> KVCache:
         """Each row's keys and values repeated `times` times (rows n*times .. n*times + times - 1
         continue row n): one prompt read once, then scored with many candidate completions."""
-        return [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in cache]
+        return cache.repeat(times)
 
     def carry(self, cache: KVCache | None, keep: torch.Tensor | None = None) -> None:
         """Nothing carries over to the next window: learned positions restart at 0 (data.streams
@@ -190,64 +194,3 @@ class Transformer(nn.Module):
         """The pieces that trainer.compile=true compiles in place: each block (one graph, reused by
         every block; training calls `hidden`, which calls the blocks, not `forward`)."""
         return list(self.blocks)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens tokens; temperature 0 is greedy decoding.
-
-        With the cache each new token costs one position. Past block_size tokens the learned
-        positions run out, so the last block_size tokens are re-read for every further token
-        (exactly what generation without a cache does).
-        """
-        cache = None
-        for _ in range(max_new_tokens):
-            if use_cache and cache is not None and cache[0][0].shape[2] < self.block_size:
-                logits, cache = self(idx[:, -1:], cache)
-            else:
-                logits, cache = self(idx[:, -self.block_size :])
-                if idx.shape[1] >= self.block_size:
-                    cache = None  # full: the next token needs a fresh window
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, next_id], dim=1)
-            if not use_cache:
-                cache = None
-        return idx
-
-
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Set to -inf every logit outside the top k, and outside the smallest set whose
-    probability reaches top_p (nucleus sampling, Holtzman et al. 2020)."""
-    if top_k is not None and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and 0 < top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        # drop a token when the tokens before it already reach top_p; the first always stays
-        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """logits (B, vocab) -> next ids (B, 1)."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)

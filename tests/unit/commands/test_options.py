@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from genkit.commands import bench, evaluate, export, sample
-from genkit.commands.options import all_options, family_options
+from genkit.commands.command_options import all_options, family_options
 from tests.helpers import cli_in_process
 
 COMMANDS = {"sample": sample.OPTIONS, "eval": evaluate.OPTIONS, "export": export.OPTIONS}

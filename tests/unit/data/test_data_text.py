@@ -3,9 +3,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from genkit.data.text import IGNORE_INDEX
 from genkit.data.tokenizers import CharTokenizer, WordTokenizer
 from genkit.errors import GenkitError
+from genkit.loss_targets import IGNORE_INDEX
 from tests.helpers import SHARED_DATA, make_cfg, needs_shared
 
 LINES = ["the cat sat", "the dog sat on the mat", "a cat"]
@@ -141,7 +141,7 @@ def test_a_llama_style_tokenizer_starts_texts_with_its_own_boundary_token(tmp_pa
     hf.save(str(tmp_path / "tokenizer.json"))
     tokenizer = BPETokenizer.from_pretrained(tmp_path)
     assert hf.encode("hello world").ids == [1, 2, 3]
-    assert tokenizer.bos_id == 1 and tokenizer.encode("hello world") == [2, 3]
+    assert tokenizer.eot_id == 1 and tokenizer.encode("hello world") == [2, 3]
 
 
 @pytest.mark.parametrize("module", ["TextDataModule", "PairsDataModule", "HFTextDataModule"])

@@ -13,8 +13,8 @@ from genkit.data.pair_rows import PairBatches
 from genkit.data.pair_shards import PairShardsDataModule, write_shards
 from genkit.data.pairs import PairsDataModule
 from genkit.data.shards import META, write_meta
-from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
+from genkit.loss_targets import IGNORE_INDEX
 from tests.pairs_helpers import write_tiny_pairs
 
 BATCH = 4
@@ -75,7 +75,7 @@ def test_an_epoch_yields_every_training_row_once_as_data_pairs_builds_it(tmp_pat
     for x, y in batches:
         assert x.dtype == y.dtype == torch.long and x.shape == y.shape
         seen += padded_rows(x, y)
-    alone = PairBatches(train, data.tokenizer.bos_id)  # each training row as data=pairs builds it
+    alone = PairBatches(train, data.tokenizer.eot_id)  # each training row as data=pairs builds it
     expected = {row for i in range(len(train)) for row in padded_rows(*alone.__getitems__([i]))}
     assert len(seen) == len(set(seen)) == len(train) // BATCH * BATCH
     assert set(seen) <= expected
@@ -94,7 +94,7 @@ def test_a_training_batch_is_the_one_pair_batches_builds_from_its_rows(tmp_path)
     assert isinstance(items, list) and len(items) == BATCH
     rows = [(int(item["prompt_len"]), item["ids"].tolist()) for item in items]
     x, y = module.on_before_batch_transfer(items, 0)
-    want_x, want_y = PairBatches(rows, data.tokenizer.bos_id).__getitems__(range(BATCH))
+    want_x, want_y = PairBatches(rows, data.tokenizer.eot_id).__getitems__(range(BATCH))
     assert torch.equal(x, want_x) and torch.equal(y, want_y)
     # and each row is one of the prepared training rows, as data=pairs reads it
     prepared = {(p, tuple(ids)) for p, ids in data.rows["train"][:]}

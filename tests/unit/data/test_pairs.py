@@ -10,8 +10,8 @@ import torch
 from genkit.data.pair_rows import PairBatches
 from genkit.data.pairs import PairsDataModule
 from genkit.data.records import chat_pair, read_rows
-from genkit.data.text import IGNORE_INDEX
 from genkit.errors import GenkitError
+from genkit.loss_targets import IGNORE_INDEX
 from genkit.models.linear_cross_entropy import linear_cross_entropy
 from genkit.models.nets.lstm import LSTMLanguageModel
 from genkit.models.nets.transformer import Transformer
@@ -30,13 +30,13 @@ def _module(tmp_path, **kw):
 
 def test_targets_are_the_completion_and_its_end_only(tmp_path):
     dm = _module(tmp_path)
-    x, y = PairBatches(dm.rows["train"], dm.tokenizer.bos_id).__getitems__([0, 1])
+    x, y = PairBatches(dm.rows["train"], dm.tokenizer.eot_id).__getitems__([0, 1])
     lines = (tmp_path / "d" / "train.jsonl").read_text().splitlines()
     for b, (prompt_len, ids) in enumerate(dm.rows["train"][:2]):
         completion = json.loads(lines[b])["completion"]
         assert (y[b, : prompt_len - 1] == IGNORE_INDEX).all()
         assert dm.tokenizer.decode(y[b, prompt_len - 1 : len(ids) - 2].tolist()) == completion
-        assert y[b, len(ids) - 2] == dm.tokenizer.bos_id  # the closing end-of-text
+        assert y[b, len(ids) - 2] == dm.tokenizer.eot_id  # the closing end-of-text
         assert (y[b, len(ids) - 1 :] == IGNORE_INDEX).all()  # padding to the longer row
 
 
@@ -49,7 +49,7 @@ def test_prompt_tokens_get_no_gradient(tmp_path, net_class):
     sizes = {"n_head": 4} if net_class is Transformer else {}
     net = net_class(vocab_size=200, block_size=48, n_layer=1, n_embd=32, **sizes)
     net.eval()  # no dropout: the zero gradients are exact
-    x, y = PairBatches(dm.rows["train"], dm.tokenizer.bos_id).__getitems__([0, 1, 2])
+    x, y = PairBatches(dm.rows["train"], dm.tokenizer.eot_id).__getitems__([0, 1, 2])
     h, _ = net.hidden(x)
     h.retain_grad()
     linear_cross_entropy(h.flatten(0, 1), net.lm_head.weight, y.flatten(), IGNORE_INDEX).backward()

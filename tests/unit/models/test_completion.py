@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from genkit.models.completion import candidate_logprobs, complete
+from genkit.models.decoding import Sampling, generate
 from genkit.models.nets.lstm import LSTMLanguageModel
 from genkit.models.nets.transformer import Transformer
 
@@ -46,5 +47,5 @@ def test_generation_stops_at_end_of_text_and_matches_greedy(kind):
     out = complete(net, prompts, 0, max_new_tokens=6)
     for p, ids in zip(prompts, out, strict=True):
         assert 0 not in ids and len(ids) <= 6
-        full = net.generate(torch.tensor([p]), 6, temperature=0.0)[0, len(p) :].tolist()
+        full = generate(net, torch.tensor([p]), 6, Sampling(temperature=0.0))[0, len(p) :].tolist()
         assert ids == (full[: full.index(0)] if 0 in full else full)

@@ -3,7 +3,9 @@ import torch
 
 from genkit.checkpoints.files import load_checkpoint
 from genkit.commands.train import train
-from genkit.models.nets.transformer import Transformer, filter_logits, sample_next
+from genkit.models.decoding import Sampling, generate
+from genkit.models.nets.transformer import Transformer
+from genkit.models.sampling import filter_logits, sample_next
 from genkit.training.build import build_model
 from tests.helpers import make_cfg, needs_shared, run_cli, tiny_text_run
 
@@ -57,8 +59,8 @@ def test_char_level_logs_bits_per_character(tmp_path):
 def test_kv_cache_matches_full_prefix_greedy(prompt_len, new):
     net = tiny_net()
     idx = torch.randint(0, 50, (2, prompt_len), generator=torch.Generator().manual_seed(1))
-    with_cache = net.generate(idx, new, temperature=0, use_cache=True)
-    without = net.generate(idx, new, temperature=0, use_cache=False)
+    with_cache = generate(net, idx, new, Sampling(temperature=0), use_cache=True)
+    without = generate(net, idx, new, Sampling(temperature=0), use_cache=False)
     assert with_cache.shape == (2, prompt_len + new)
     assert torch.equal(with_cache, without)
 

@@ -4,7 +4,7 @@ logit-adjusted losses, and LoRA's label rows (trained, the other rows untouched)
 import torch
 import torch.nn.functional as F
 
-from genkit.data.text import IGNORE_INDEX
+from genkit.loss_targets import IGNORE_INDEX
 from genkit.models.label_task import (
     LabelTask,
     balanced_token_loss,

@@ -11,6 +11,7 @@ import torch
 from genkit.checkpoints.files import load_checkpoint
 from genkit.commands.train import train
 from genkit.errors import GenkitError
+from genkit.models.decoding import Sampling, generate
 from genkit.models.nets.lstm import LSTMLanguageModel
 from genkit.models.nets.transformer import Transformer
 from genkit.training.build import build_model
@@ -81,7 +82,7 @@ def test_generate_with_state_equals_rereading(temperature, top_k, top_p):
     net = tiny_lstm()
     prompt = ids(2, 3)
     runs = [
-        net.generate(prompt, 20, temperature, top_k, top_p, torch.Generator().manual_seed(0), use_cache)
+        generate(net, prompt, 20, Sampling(temperature, top_k, top_p, torch.Generator().manual_seed(0)), use_cache)
         for use_cache in (True, False)
     ]
     assert runs[0].shape == (2, 23) and torch.equal(runs[0][:, :3], prompt)
@@ -90,7 +91,7 @@ def test_generate_with_state_equals_rereading(temperature, top_k, top_p):
 
 def test_generate_has_no_context_limit():
     net = tiny_lstm()
-    out = net.generate(ids(2, 10), 30, top_k=5, generator=torch.Generator().manual_seed(0))
+    out = generate(net, ids(2, 10), 30, Sampling(top_k=5, generator=torch.Generator().manual_seed(0)))
     assert out.shape == (2, 40) and out.max() < 50
 
 
@@ -177,10 +178,11 @@ def test_hugging_face_gpt2_weights_do_not_load_into_an_lstm(tmp_path):
 
 
 def test_stream_windows_count_every_target_once_and_continue_row_by_row():
-    from genkit.data.text import IGNORE_INDEX, StreamWindows
+    from genkit.data.text import StreamWindows
+    from genkit.loss_targets import IGNORE_INDEX
 
     ids = torch.arange(1, 104)  # 103 tokens
-    evals = StreamWindows(ids.numpy(), block_size=4, streams=3, eval=True, bos_id=0)
+    evals = StreamWindows(ids.numpy(), block_size=4, streams=3, eval=True, eot_id=0)
     batches = [evals.__getitems__(list(range(j * 3, j * 3 + 3))) for j in range(evals.windows)]
     targets = torch.cat([y[y != IGNORE_INDEX] for _, y, _ in batches])
     assert sorted(targets.tolist()) == ids.tolist()  # bos + 103 tokens: 103 targets, each once
@@ -197,7 +199,7 @@ def test_stream_windows_count_every_target_once_and_continue_row_by_row():
 def test_carried_validation_equals_reading_each_stream_whole(tmp_path):
     """data.streams=true: the GPT module's val loss with an LSTM equals the loss of each stream
     read in one pass; training carries the state too (its batches are (x, y, first))."""
-    from genkit.data.text import IGNORE_INDEX
+    from genkit.loss_targets import IGNORE_INDEX
 
     cfg = make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN, "data.streams=true", "data.eval_batch_size=4")
     metrics = train(cfg)

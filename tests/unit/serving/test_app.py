@@ -34,7 +34,13 @@ BAD_REQUESTS = [
     ("/v1/completions", {"prompt": "line", "max_tokens": 13}, 400, "max_tokens"),
     ("/v1/completions", {"prompt": "line", "max_tokens": 0}, 400, "max_tokens"),
     ("/v1/completions", {"prompt": "line", "max_tokens": "many"}, 400, "max_tokens"),
-    ("/v1/completions", {"prompt": "line 1 of a small corpus", "max_tokens": 12}, 400, "max_tokens"),
+    # a completion may slide past the context, but a prompt scored token by token must fit it
+    (
+        "/v1/completions",
+        {"prompt": "line 1 of a small corpus " * 4, "echo": True, "logprobs": 1, "max_tokens": 0},
+        400,
+        "prompt",
+    ),
     ("/v1/completions", {"prompt": "line", "n": 5}, 400, "n"),
     ("/v1/completions", {"prompt": "line", "temperature": -1}, 400, "temperature"),
     # json.dumps writes these as Infinity / NaN, which Python's JSON (and so the server) reads back
@@ -250,12 +256,24 @@ def test_metrics_count_requests_by_route_and_status_in_prometheus_format(tiny_gp
     assert samples[("genkit_requests_total", (("route", "other"), ("status", "404")))] == 2
     assert samples[("genkit_request_seconds_count", (("route", "/v1/completions"),))] == 3
     assert samples[("genkit_queued_requests", ())] == 0 and samples[("genkit_batch_running", ())] == 0
+    # two answers of 2 tokens, each after its prompt "line" with the start token; one row a step
+    assert samples[("genkit_completion_tokens_total", ())] == 4
+    assert samples[("genkit_prompt_tokens_total", ())] == 2 * len(tiny_gpt[1].prompt_ids("line"))
+    rows_seen = samples[("genkit_batch_rows_bucket", (("le", "1.0"),))]
+    assert samples[("genkit_batch_rows_count", ())] >= 2 and rows_seen >= 2
 
 
-def test_request_over_the_time_limit_is_408_and_the_server_goes_on(tiny_gpt):
-    # 1 ms: less than the 10 ms batching window the request waits in
+def test_request_over_the_time_limit_is_408_and_the_server_goes_on(tiny_gpt, monkeypatch):
+    import threading
+
+    from genkit.serving.text_runner import TextRunner
+
+    # the model thread is held until the 408 has come back: nothing here depends on timing
+    released, step = threading.Event(), TextRunner.step
+    monkeypatch.setattr(TextRunner, "step", lambda self, joining: (released.wait(), step(self, joining)))
     with client_for(tiny_gpt, timeout_s=0.001) as client:
         late = client.post("/v1/completions", json={"prompt": "line", "max_tokens": 2})
+        released.set()
         assert late.status_code == 408 and late.json()["error"]["param"] == "timeout"
         assert "0.001 s" in late.json()["error"]["message"]
         assert client.get("/health").json()["status"] == "ok"

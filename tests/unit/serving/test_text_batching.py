@@ -3,7 +3,8 @@
 import torch
 
 from genkit.models.base import sample_from
-from genkit.serving.text import completion_fields, read_completion, run_text_batch
+from genkit.serving.text import completion_fields, read_completion
+from genkit.serving.text_runner import TextRunner, run_to_end
 from tests.unit.serving.conftest import RecordingJob
 
 LIMITS = {"max_n": 8, "max_tokens": 64, "max_steps": 10}
@@ -19,7 +20,7 @@ def test_batched_completions_equal_unbatched(tiny_gpt):
         {"prompt": "line 3", "max_tokens": 6, "top_p": 0.9, "stop": "e", "seed": 6},
     ]
     jobs = [RecordingJob(read_completion(b, fields, model, data)) for b in bodies]
-    run_text_batch(model, data, jobs)
+    run_to_end(model, data, jobs)
     for body, job in zip(bodies, jobs, strict=True):
         assert job.error is None
         options = {k: body[k] for k in ("temperature", "top_k", "top_p") if k in body}
@@ -41,7 +42,34 @@ def test_streamed_pieces_add_up_to_the_completion(tiny_gpt):
     streamed = RecordingJob(read_completion({"prompt": "line", "max_tokens": 8, "seed": 1, "stream": True, "n": 2},
                                             fields, model, data))  # fmt: skip
     whole = RecordingJob(read_completion({"prompt": "line", "max_tokens": 8, "seed": 1, "n": 2}, fields, model, data))
-    run_text_batch(model, data, [streamed, whole])
+    run_to_end(model, data, [streamed, whole])
     for i, choice in enumerate(whole.result):
         assert "".join(text for index, text, _ in streamed.pieces if index == i) == choice.text
     assert [reason for _, _, reason in streamed.pieces if reason] == ["length", "length"]
+
+
+def test_a_short_request_joins_a_running_long_one_and_leaves_first(tiny_gpt):
+    """Continuous batching: the short request joins between two tokens of the long one, is
+    answered while the long one runs on, and each gets what it gets alone; the long one runs
+    past the model's context (its window slides)."""
+    model, data, _ = tiny_gpt
+    fields = completion_fields(model, data, LIMITS)
+    long_body = {"prompt": "line 1", "max_tokens": model.net.block_size + 8, "temperature": 0.9, "seed": 1}
+    short_body = {"prompt": "of", "max_tokens": 3, "temperature": 0.9, "seed": 2, "n": 2}
+    long_job, short_job = (RecordingJob(read_completion(b, fields, model, data)) for b in (long_body, short_body))
+    runner = TextRunner(model, data)
+    runner.step([long_job])
+    for _ in range(4):
+        runner.step([])
+    runner.step([short_job])
+    assert runner.rows == 3
+    for _ in range(2):
+        runner.step([])
+    assert short_job.result is not None and long_job.result is None and runner.rows == 1
+    while runner.rows:
+        runner.step([])
+    for job in (long_job, short_job):
+        alone = RecordingJob(job.payload.__class__(**{**vars(job.payload), "prompt_scores": []}))
+        run_to_end(model, data, [alone])
+        assert [c.text for c in job.result] == [c.text for c in alone.result]
+    assert long_job.result[0].finish_reason == "length" and len(long_job.result[0].ids) == long_body["max_tokens"]
