@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from genkit.callbacks.lightning_private import last_step_saved, save_last_checkpoint
 from genkit.checkpoints.provenance import data_stamp
 from genkit.data.base import file_keys_of
 
@@ -44,9 +45,8 @@ class RunCheckpoint(ModelCheckpoint):
 
     def save_last_now(self, trainer: L.Trainer) -> None:
         """Write last.ckpt for the current step, unless it was just written."""
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
+        if last_step_saved(self) != trainer.global_step:
+            save_last_checkpoint(self, trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args, **kwargs) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
@@ -61,8 +61,8 @@ class RunCheckpoint(ModelCheckpoint):
         # in it loses nothing): write last.ckpt again, with best.ckpt's and early stopping's
         # verdicts on it (RunCheckpoint runs after them), or a resumed run would compare its next
         # validations with an older best. ValidateAtTheEnd keeps its loops at the step's end.
-        if trainer.should_stop and self._last_global_step_saved == trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.should_stop and last_step_saved(self) == trainer.global_step:
+            save_last_checkpoint(self, trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning only writes last.ckpt here if no checkpoint was saved at all; a run that

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 
 from genkit.callbacks.checkpoint import rng_state, set_rng_state
+from genkit.callbacks.lightning_private import batches_done_this_epoch
 
 
 def is_last_batch(trainer: L.Trainer) -> bool:
@@ -25,7 +26,7 @@ def is_last_batch(trainer: L.Trainer) -> bool:
         return True
     last_epoch = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
     # batches of this epoch, this one included (Lightning counts it before on_train_batch_end)
-    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    done = batches_done_this_epoch(trainer)
     return last_epoch and done >= trainer.num_training_batches
 
 

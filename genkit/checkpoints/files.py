@@ -86,7 +86,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: tensors are read from the file when used, so a command that needs only
+        # the config and part of the weights reads only those (as litgpt loads)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch.load raises many types for damaged files
         what = "is empty (0 bytes)" if _size(path) == 0 else f"cannot be read ({first_line(err)})"
         raise CheckpointError(

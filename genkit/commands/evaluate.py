@@ -287,15 +287,18 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         path = resolve_checkpoint(cfg.ckpt, cfg.paths.log_dir, cfg.which)
         log.info("No ckpt given: evaluating the newest run, %s" if cfg.ckpt is None else "Evaluating %s", path)
+        checkpoint = load_checkpoint(path)
+        # the weights the run started from (load_model clears model.init_from in the config it builds by)
+        start = config_of(checkpoint, path).model.get("init_from")
         model, datamodule, run_cfg = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root,
-                                                data_path=cfg.data_path, reads_data=True)  # fmt: skip
+                                                data_path=cfg.data_path, reads_data=True,
+                                                checkpoint=checkpoint)  # fmt: skip
         results = {"checkpoint": str(path), "run_name": run_cfg.get("run_name")}
         log.info("Precision %s %s", *inference_precision(device, cfg.precision))
         options = family_choices("eval", cfg, OPTIONS)
         check_family_options("eval", options, model.test_options, type(model).__name__)
         out = Path(cfg.out or run_dir_of(path) / "eval.json")
         results.update(_scores(cfg, model, datamodule, run_cfg, options, device, out.with_name("confusion_matrix.png")))
-        start = config_of(load_checkpoint(path), path).model.get("init_from")
         if start:
             results["before"] = _starting_model_scores(cfg, str(start), run_cfg, datamodule, options, device, out)
     results["seconds"] = round(time.perf_counter() - t0, 1)

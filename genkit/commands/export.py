@@ -62,7 +62,8 @@ def export(cfg: DictConfig) -> Path:
     check_out(out, path, cfg.format, cfg.overwrite)
     checkpoint = load_checkpoint(path)
     run_cfg = config_of(checkpoint, path)
-    model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root)
+    model, datamodule, _ = load_model(path, trusted_targets=cfg.trusted_targets, data_root=cfg.data_root,
+                                      checkpoint=checkpoint)  # fmt: skip
     merged = merge_lora(model) if cfg.merge or cfg.format != "ckpt" else 0
     if merged:
         with open_dict(run_cfg):  # the exported model has no adapters to build

@@ -28,7 +28,7 @@ from genkit.models.nets.hf_causal_lm import HFCausalLM
 from genkit.models.nets.transformer import Transformer
 
 FILE = "model.gguf"
-# the pre-tokenizer regex of Llama 3's tokenizer.json, which llama.cpp calls "llama-bpe"
+# the pre-tokenizer regex of Llama 3's tokenizer.json, which llama.cpp calls "llama-bpe" (GPT-2's is "gpt-2")
 LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
     r"|\s+(?!\S)|\s+"
@@ -181,7 +181,9 @@ def _vocabulary(tokenizer, vocab_size: int) -> tuple[list[str], list[str], str]:
                 "a token; export it as format=safetensors or format=hf."
             )
         tokens = [as_byte[ord(c)] for c in tokenizer.itos]
-        return _padded(tokens, vocab_size), [], "gpt2"
+        # llama.cpp needs a merge list; one of byte 0xFF with itself never applies to ASCII text
+        never = f"{as_byte[0xFF]} {as_byte[0xFF]}"
+        return _padded(tokens, vocab_size), [never], "gpt-2"
     if isinstance(tokenizer, BPETokenizer):
         spec = json.loads(tokenizer.tokenizer.to_str())
         model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
@@ -209,7 +211,7 @@ def _vocabulary(tokenizer, vocab_size: int) -> tuple[list[str], list[str], str]:
 def _pre_tokenizer(pre: dict) -> str | None:
     """llama.cpp's name for a tokenizer.json pre-tokenizer it splits the same way, else None."""
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"
     steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
     if steps and len(steps) == 2 and steps[1].get("type") == "ByteLevel" and not steps[1].get("use_regex", True):
         pattern = (steps[0].get("pattern") or {}).get("Regex")

@@ -105,6 +105,8 @@ def _container(node):
 
 
 def register_resolvers() -> None:
+    """The `${name:...}` resolvers of genkit's configs. Each entry point calls it (genkit.cli's
+    main and its jobs, compose_config); importing this module registers nothing. Twice is harmless."""
     resolvers = {
         "auto_precision": _auto_precision,
         "wandb_offline": _wandb_offline,
@@ -124,9 +126,6 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-register_resolvers()
-
-
 def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
     """A config composed as the CLI composes it, outside a Hydra app (scripts, tests, notebooks),
     with its run directory at run_dir/outputs/run."""
@@ -135,6 +134,7 @@ def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> Dic
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)

@@ -33,6 +33,7 @@ def load_model(
     data_root: str | None = None,
     data_path: str | None = None,
     reads_data: bool = False,
+    checkpoint: dict | None = None,
 ) -> LoadedRun:
     """Rebuild the model (and its data module) of a genkit checkpoint, in eval mode.
 
@@ -40,8 +41,9 @@ def load_model(
     data sets live under this machine's data root (`data_root`, else $GENKIT_DATA_DIR, else the
     user cache), and a built-in data set's files and checksums are genkit's own. A data path the
     checkpoint names is used only if this machine wrote it (genkit.checkpoints.provenance), else
-    `data_path` (the user's) replaces it; a command that `reads_data` (eval) stops without one."""
-    checkpoint = load_checkpoint(path)
+    `data_path` (the user's) replaces it; a command that `reads_data` (eval) stops without one.
+    `checkpoint`: the file as the command already read it (load_checkpoint), so it is read once."""
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
     run_cfg = config_of(checkpoint, path)
     check_config(run_cfg, f"The config of checkpoint {path}", trusted_targets)
     # a built-in data set's folder holds only its official files: genkit's list and checksums

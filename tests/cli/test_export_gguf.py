@@ -45,7 +45,7 @@ def test_genkits_gpt_as_gguf_holds_its_weights_and_tokenizer(tmp_path, tiny_gpt_
     # the byte-level BPE as llama.cpp's gpt2 tokenizer: every token at genkit's id, its merges
     spec = json.loads(tokenizer.tokenizer.to_str())
     tokens = fields["tokenizer.ggml.tokens"]
-    assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "gpt2"
+    assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "gpt-2"
     assert len(tokens) == net.vocab_size and all(tokens[i] == t for t, i in spec["model"]["vocab"].items())
     assert len(fields["tokenizer.ggml.merges"]) == len(spec["model"]["merges"])
     # llama.cpp puts genkit's start token before every prompt, as genkit sample does
