@@ -105,12 +105,18 @@ def target_class(cfg: DictConfig, kind: str, base: type) -> type:
     return cls
 
 
-# run options that Lightning or the data modules would otherwise reject deep inside (or not at all)
+# run options that Lightning or the data modules would otherwise reject deep inside (or not at all):
+# a signature says which arguments exist, not which values they take
 WHOLE_NUMBERS = {"data.batch_size": 1, "data.eval_batch_size": 1, "trainer.max_epochs": -1, "trainer.max_steps": -1}
 
 
+# keys of `_target_` nodes that genkit reads and removes before building the class: the trainer's
+# (build_trainer) and the model's starting weights (build_model), which no signature lists
+GENKIT_KEYS = {"trainer": GENKIT_TRAINER_KEYS, "model": ("init_from", "init_strict")}
+
+
 def check_run_options(cfg: DictConfig) -> None:
-    check_run_values(cfg, GENKIT_TRAINER_KEYS)  # sizes, learning rates, the trainer's arguments
+    check_run_values(cfg, GENKIT_KEYS)  # sizes, learning rates, every component's arguments
     for key, low in WHOLE_NUMBERS.items():
         value = OmegaConf.select(cfg, key)
         rule = whole_number(low)

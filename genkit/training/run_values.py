@@ -22,6 +22,7 @@ from genkit.errors import GenkitError
 log = logging.getLogger("genkit")
 
 # sizes and counts that must be whole numbers of at least 1 wherever they appear under model or data
+# (a signature names the arguments, not the values they take)
 POSITIVE_SIZES = (
     "block_size", "batch_size", "eval_batch_size", "vocab_size", "image_size", "latent_dim", "n_layer", "n_embd",
     "n_head", "heads", "width", "base", "blocks_per_level", "timesteps", "sample_steps", "hidden_size",
@@ -89,9 +90,12 @@ def _check_arguments(node: DictConfig, where: str, ignored: tuple[str, ...] = ()
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
+    partial = node.get("_partial_") is True
     for key in node:
         if key in HYDRA_KEYS or key in ignored or key in parameters:
             continue
+        if partial and _literal(node, key) == (True, None):
+            continue  # null in a partial: not passed (a recipe's SGD over gpt.yaml's AdamW betas)
         close = difflib.get_close_matches(str(key), list(parameters), n=1, cutoff=0.6)
         hint = f"did you mean {where}.{close[0]}?" if close else f"its arguments: {', '.join(sorted(parameters))}."
         raise GenkitError(
@@ -111,8 +115,32 @@ def _say_what_unlimited_means(cfg: DictConfig) -> None:
         log.info("trainer.max_steps=-1 means no step limit: this run trains for %s (trainer.max_epochs).", until)
 
 
-def check_run_values(cfg: DictConfig, genkit_trainer_keys: tuple[str, ...] = ()) -> None:
+def _target_nodes(node, where: str):
+    """(path, node) of every `_target_` node at or below node (interpolations and `???` skipped:
+    what they point at is checked where it is written)."""
+    if isinstance(node, DictConfig):
+        if "_target_" in node and not OmegaConf.is_interpolation(node, "_target_"):
+            yield where, node
+        keys = [k for k in node if k not in HYDRA_KEYS]
+    elif isinstance(node, ListConfig):
+        keys = range(len(node))
+    else:
+        return
+    for key in keys:
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        yield from _target_nodes(node[key], f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
+
+
+def check_run_values(cfg: DictConfig, genkit_keys: dict[str, tuple[str, ...]] | None = None) -> None:
+    """genkit_keys: path -> keys of that `_target_` node that genkit reads and removes before
+    building it (no signature can say them)."""
     _check_numbers(cfg)
-    if isinstance(cfg.get("trainer"), DictConfig):
-        _check_arguments(cfg.trainer, "trainer", genkit_trainer_keys)
+    # every component the run builds, bound against its class's signature before any is built
+    # (as torchtune's `tune validate` binds each component's arguments)
+    for group in cfg:
+        if group == "hydra" or OmegaConf.is_interpolation(cfg, group) or OmegaConf.is_missing(cfg, group):
+            continue
+        for where, node in _target_nodes(cfg[group], str(group)):
+            _check_arguments(node, where, (genkit_keys or {}).get(where, ()))
     _say_what_unlimited_means(cfg)

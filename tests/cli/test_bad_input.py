@@ -57,6 +57,10 @@ CASES = [
     (["trainer.max_stepz=5"], ["`trainer.max_stepz` is not a key", "did you mean trainer.max_steps?"]),
     (["optimiser=adam"], ["`optimiser` is not a key", "did you mean model.optimizer_g?"]),
     (["++trainer.max_stepz=5"], ["trainer.max_stepz is not an argument of lightning.pytorch.Trainer", "max_steps"]),
+    # every `_target_` node is bound against its class's signature before anything is built
+    (["++model.generator.widht=5"], ["model.generator.widht is not an argument of", "model.generator.width?"]),
+    (["++model.optimizer_g.betaz=[0.5,0.9]"], ["model.optimizer_g.betaz is not an argument of", "betas"]),
+    (["++callbacks.model_checkpoint.kep=2"], ["callbacks.model_checkpoint.kep is not an argument of", "keep"]),
     (["model.generator.latent_dim=0"], ["model.generator.latent_dim=0", "at least 1"]),
 ]
 

@@ -5,8 +5,9 @@ mask of padding and per-row position ids, as its own generate does with left pad
 """
 
 import torch
-import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from genkit.models.nets.kv_cache import left_pad
 
 
 class HFRowCache:
@@ -48,12 +49,8 @@ class HFRowCache:
     def join(self, other: "HFRowCache") -> "HFRowCache":
         width = max(self.width, other.width)
         layers = [
-            (torch.cat([_pad(k, width), _pad(k2, width)]), torch.cat([_pad(v, width), _pad(v2, width)]))
+            (torch.cat([left_pad(k, width), left_pad(k2, width)]), torch.cat([left_pad(v, width), left_pad(v2, width)]))
             for (k, v), (k2, v2) in zip(self._tensors(), other._tensors(), strict=True)
         ]
         lengths = torch.cat([self.lengths, other.lengths])
         return HFRowCache(DynamicCache(ddp_cache_data=layers), lengths, min(self.shortest, other.shortest))
-
-
-def _pad(t: torch.Tensor, width: int) -> torch.Tensor:
-    return t if t.shape[2] == width else F.pad(t, (0, 0, width - t.shape[2], 0))

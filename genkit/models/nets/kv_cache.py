@@ -92,7 +92,7 @@ class KVCache:
         """These rows, then other's, left-padded to one width."""
         width = max(self.width, other.width)
         layers = [
-            (torch.cat([_pad(k, width), _pad(k2, width)]), torch.cat([_pad(v, width), _pad(v2, width)]))
+            (torch.cat([left_pad(k, width), left_pad(k2, width)]), torch.cat([left_pad(v, width), left_pad(v2, width)]))
             for (k, v), (k2, v2) in zip(self, other, strict=True)
         ]
         return KVCache(layers, torch.cat([self.lengths, other.lengths]), min(self.shortest, other.shortest))
@@ -106,6 +106,6 @@ class KVCache:
         return KVCache(layers, self.lengths.repeat_interleave(times, 0), self.shortest)
 
 
-def _pad(t: torch.Tensor, width: int) -> torch.Tensor:
+def left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     """(B, n_head, w, head_dim) -> (B, n_head, width, head_dim), zeros on the left."""
     return t if t.shape[2] == width else F.pad(t, (0, 0, width - t.shape[2], 0))

@@ -7,7 +7,7 @@ from PIL import Image
 
 from genkit.config_files import CONFIG_DIR
 from genkit.data.shards import write_meta
-from genkit.training.build import build, build_model
+from genkit.training.build import build, build_model, check_run_options
 from tests.helpers import make_cfg
 
 
@@ -67,6 +67,7 @@ def test_pairs_instantiate(tmp_path, tiny_data_root, model, data):
 def test_every_option_composes(tmp_path, group):
     for option in options(group):
         cfg = make_cfg(tmp_path, f"{group}={option}")
+        check_run_options(cfg)  # every component's keys are arguments of its class
         if group == "logger":
             for name, node in (cfg.logger or {}).items():
                 if name != "wandb":  # wandb's offline run would start a background service
@@ -77,6 +78,7 @@ def test_every_option_composes(tmp_path, group):
 def test_every_experiment_composes_and_builds_its_model(tmp_path, experiment):
     cfg = make_cfg(tmp_path, f"experiment={experiment}")
     assert cfg.run_name == experiment
+    check_run_options(cfg)  # every component's keys are arguments of its class
     try:
         build_model(cfg)
     except Exception as err:  # a recipe that starts from a run names it; built here from scratch
