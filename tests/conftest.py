@@ -61,6 +61,19 @@ def tiny_cdiffusion_checkpoint(tmp_path_factory) -> Path:
     return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
 
 
+@pytest.fixture(scope="session")
+def tiny_genkit_unet_checkpoint(tmp_path_factory) -> Path:
+    """last.ckpt of a tiny diffusion model with genkit's own U-Net (model/denoiser@model.net=unet)."""
+    from genkit.commands.train import train
+
+    tmp = tmp_path_factory.mktemp("unet")
+    root = tmp / "data"
+    write_tiny_image_set(root / "mnist")
+    overrides = ["model=diffusion", "model/denoiser@model.net=unet", "model.net.base=8", "model.sample_steps=2"]
+    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN, *overrides))
+    return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+
+
 @pytest.fixture
 def server(tmp_path):
     """Serves tmp_path/served over HTTP on a free loopback port."""

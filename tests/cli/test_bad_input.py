@@ -196,7 +196,7 @@ FORMAT_CASES = [
     ("tiny_gan_checkpoint", ["format=diffusers"], ["format=diffusers writes diffusion models", "GAN"]),
     ("tiny_gpt_checkpoint", ["format=onnx"], ["format=onnx writes the image-making network", "GPT", "format=hf"]),
     (
-        "tiny_cdiffusion_checkpoint",
+        "tiny_genkit_unet_checkpoint",
         ["format=diffusers"],
         ["diffusers' UNet2DModel", "model/denoiser@model.net=diffusers_unet", "format=onnx"],
     ),
