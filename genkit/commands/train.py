@@ -10,16 +10,19 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genkit.checkpoints.files import (
     LAST,
     NotResumable,
+    config_of,
+    load_checkpoint,
     newest_training_state,
     resolve_checkpoint,
     training_step,
 )
 from genkit.checkpoints.safetensors_folder import is_safetensors_folder
+from genkit.config_files import CONFIG_DIR
 from genkit.errors import CheckpointError, GenkitError, Interrupted, first_line
 from genkit.runs.lock import GUARD_FILE, lock_run_directory
 from genkit.runs.plots import plot_curves
@@ -27,6 +30,7 @@ from genkit.runs.status import STATUS_FILE, write_status
 from genkit.training.build import build, scalar_metrics
 from genkit.training.config import user_config_args
 from genkit.training.cpu_allocator import tune_cpu_allocator
+from genkit.training.run_values import target_nodes
 
 log = logging.getLogger("genkit")
 
@@ -164,12 +168,42 @@ def _curves(run_dir: Path, metric: str | None) -> Path | None:
         return None
 
 
+def check_same_networks(cfg: DictConfig, ckpt: Path) -> None:
+    """A resumed run rebuilds its model from this run's config: a checkpoint whose networks are
+    other classes (a run of genkit's U-Net, the default denoiser until 2026-12-07) is refused in one
+    paragraph that names the config group option to pass, not with load_state_dict's key lists."""
+    stored = config_of(load_checkpoint(ckpt), ckpt)
+    for where, node in target_nodes(stored.get("model"), "model"):
+        ours = OmegaConf.select(cfg, f"{where}._target_")
+        if ours is None or ours == node._target_:
+            continue
+        option = _group_option(where, node._target_)
+        raise GenkitError(
+            f"resume={ckpt} holds a model whose {where} is {node._target_}, and this run's config builds {ours}; "
+            f"a run resumes with the networks it was trained with: "
+            f"{f'pass {option}' if option else f'set {where} as that run had it'} (its .hydra/config.yaml says how "
+            f"it was composed)."
+        )
+
+
+def _group_option(where: str, target: str) -> str | None:
+    """The config group option that builds `target` at `where` (model/denoiser@model.net=unet)."""
+    for path in sorted((CONFIG_DIR / "model").glob("*/*.yaml")):
+        if f"_target_: {target}" in path.read_text(encoding="utf-8").splitlines():
+            group = f"model/{path.parent.name}"
+            placed = where.removeprefix("model.")
+            at = "" if placed == path.parent.name else f"@{where}"
+            return f"{group}{at}={path.stem}"
+    return None
+
+
 def _fit(cfg: DictConfig, parts) -> dict[str, float]:
     trainer = parts.trainer
     resume = resume_path(cfg)
     ckpt = None
     if resume is not None:
         ckpt, which = resume
+        check_same_networks(cfg, ckpt)
         log.info("Resuming from %s (%s)", ckpt, which)
     last_validation, exceptions = _LastValidation(), _Exceptions()
     trainer.callbacks.extend([last_validation, exceptions])

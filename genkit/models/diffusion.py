@@ -170,8 +170,12 @@ class Diffusion(GenerativeModel):
         "guidance": GUIDANCE,
     }
     test_options = {"guidance": GUIDANCE}
-    # the U-Net's convolutions and attention projections; the EMA copy follows (adapters_added)
-    lora_targets = ("process.net.*.conv1", "process.net.*.conv2", "process.net.*.qkv", "process.net.*.proj")
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """The denoiser's own LoRA targets (its convolutions and attention projections), as names
+        inside this model; the EMA copy follows (adapters_added)."""
+        return tuple(f"process.net.{pattern}" for pattern in self.process.net.lora_targets)
 
     def __init__(
         self,

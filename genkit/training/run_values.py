@@ -115,7 +115,7 @@ def _say_what_unlimited_means(cfg: DictConfig) -> None:
         log.info("trainer.max_steps=-1 means no step limit: this run trains for %s (trainer.max_epochs).", until)
 
 
-def _target_nodes(node, where: str):
+def target_nodes(node, where: str):
     """(path, node) of every `_target_` node at or below node (interpolations and `???` skipped:
     what they point at is checked where it is written)."""
     if isinstance(node, DictConfig):
@@ -129,7 +129,7 @@ def _target_nodes(node, where: str):
     for key in keys:
         if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
             continue
-        yield from _target_nodes(node[key], f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
+        yield from target_nodes(node[key], f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
 
 
 def check_run_values(cfg: DictConfig, genkit_keys: dict[str, tuple[str, ...]] | None = None) -> None:
@@ -141,6 +141,6 @@ def check_run_values(cfg: DictConfig, genkit_keys: dict[str, tuple[str, ...]] | 
     for group in cfg:
         if group == "hydra" or OmegaConf.is_interpolation(cfg, group) or OmegaConf.is_missing(cfg, group):
             continue
-        for where, node in _target_nodes(cfg[group], str(group)):
+        for where, node in target_nodes(cfg[group], str(group)):
             _check_arguments(node, where, (genkit_keys or {}).get(where, ()))
     _say_what_unlimited_means(cfg)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from genkit.commands.train import train
+from genkit.errors import GenkitError
 from tests.helpers import REPO, cli_in_process, make_cfg
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -65,6 +66,10 @@ def test_old_checkpoint_resumes(tmp_path, tiny_data_root, family, monkeypatch):
         overrides = [*GPT_RUN, f"data.cache_dir={tmp_path / 'cache'}"]
     else:
         overrides = [f"data.root={tiny_data_root}", *IMAGE_RUN, *FAMILIES[family]]
+    if family == "diffusion":  # trained with genkit's U-Net, the default denoiser until 2026-12-07
+        with pytest.raises(GenkitError, match=r"pass model/denoiser@model.net=unet"):
+            train(make_cfg(tmp_path, *overrides, "trainer.max_steps=4", f"resume={ckpt}"))
+        overrides.append("model/denoiser@model.net=unet")
     train(make_cfg(tmp_path, *overrides, "trainer.max_steps=4", f"resume={ckpt}"))
     resumed = torch.load(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 4

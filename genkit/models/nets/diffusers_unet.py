@@ -28,6 +28,10 @@ class DiffusersUNet(nn.Module):
     Attention has `heads` heads at the deepest level; diffusers fixes the head width for the
     whole network, so shallower levels with attention get fewer."""
 
+    # the layers LoRA adapts unless finetune.lora.targets names others: the residual blocks'
+    # convolutions and the attention projections (diffusers' names; peft's usual choice for a UNet)
+    lora_targets = ("*.conv1", "*.conv2", "*.to_q", "*.to_k", "*.to_v", "*.to_out.0")
+
     def __init__(
         self,
         channels: int = 1,

@@ -81,6 +81,10 @@ class UNet(nn.Module):
     self-attention; null: those of 8 pixels or fewer, where attention over H*W positions is cheap.
     """
 
+    # the layers LoRA adapts unless finetune.lora.targets names others: the residual blocks'
+    # convolutions and the attention projections
+    lora_targets = ("*.conv1", "*.conv2", "*.qkv", "*.proj")
+
     def __init__(
         self,
         channels: int = 1,
