@@ -48,30 +48,28 @@ def tiny_gpt_checkpoint(tmp_path_factory) -> Path:
     return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
 
 
-@pytest.fixture(scope="session")
-def tiny_cdiffusion_checkpoint(tmp_path_factory) -> Path:
-    """last.ckpt of a tiny class-conditional diffusion model (4 steps on tiny MNIST look-alikes)."""
+def _tiny_diffusion_checkpoint(tmp_path_factory, name: str, *overrides: str) -> Path:
+    """last.ckpt of a tiny diffusion model (4 steps on tiny MNIST look-alikes) with `overrides`."""
     from genkit.commands.train import train
 
-    tmp = tmp_path_factory.mktemp("cdiffusion")
+    tmp = tmp_path_factory.mktemp(name)
     root = tmp / "data"
     write_tiny_image_set(root / "mnist")
-    overrides = ["model=diffusion", "model.conditional=true", "model.net.base=8", "model.sample_steps=2"]
-    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN, *overrides))
+    common = ["model=diffusion", "model.net.base=8", "model.sample_steps=2"]
+    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN, *common, *overrides))
     return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_cdiffusion_checkpoint(tmp_path_factory) -> Path:
+    """A tiny class-conditional diffusion model (the default denoiser)."""
+    return _tiny_diffusion_checkpoint(tmp_path_factory, "cdiffusion", "model.conditional=true")
 
 
 @pytest.fixture(scope="session")
 def tiny_genkit_unet_checkpoint(tmp_path_factory) -> Path:
-    """last.ckpt of a tiny diffusion model with genkit's own U-Net (model/denoiser@model.net=unet)."""
-    from genkit.commands.train import train
-
-    tmp = tmp_path_factory.mktemp("unet")
-    root = tmp / "data"
-    write_tiny_image_set(root / "mnist")
-    overrides = ["model=diffusion", "model/denoiser@model.net=unet", "model.net.base=8", "model.sample_steps=2"]
-    train(make_cfg(tmp, f"data.root={root}", *TINY_IMAGE_RUN, *overrides))
-    return tmp / "outputs" / "run" / "checkpoints" / "last.ckpt"
+    """A tiny diffusion model with genkit's own U-Net (model/denoiser@model.net=unet)."""
+    return _tiny_diffusion_checkpoint(tmp_path_factory, "unet", "model/denoiser@model.net=unet")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ through each Job (genkit.serving.batcher), so it keeps accepting requests while 
 
 import asyncio
 import contextlib
-import itertools
 import queue
 import threading
 import time
@@ -31,7 +30,6 @@ class ContinuousBatcher:
         self.runner, self.max_rows, self.context, self.on_step = runner, max_rows, context, on_step
         self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.pending: deque[Job] = deque()  # taken from the inbox, not yet let in (the batch is full)
-        self.steps = itertools.count()  # tokens generated so far (for /health)
         self._thread: threading.Thread | None = None
 
     @property
@@ -101,6 +99,5 @@ class ContinuousBatcher:
                 if not joining and not self.runner.rows:
                     continue
                 rows = self.runner.step(joining)
-                next(self.steps)
                 self.on_step(rows)
                 time.sleep(0)  # hand the GIL to the event loop: answers go out, new requests come in
