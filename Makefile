@@ -44,7 +44,7 @@ test-fast: install ## only the fast tier (no real data sets, no multi-process ru
 
 bench: install ## time the GAN on MNIST and the GPT on Tiny Shakespeare against the hand-written loops
 	$(BIN)/genkit bench model=gan data=mnist $(ARGS)
-	$(BIN)/genkit bench model=gpt data=tinyshakespeare $(ARGS)
+	$(BIN)/genkit bench model=lm data=tinyshakespeare $(ARGS)
 
 docs: install ## build the documentation site into site/ (--strict: a broken link or a missing page fails)
 	$(BIN)/mkdocs build --strict --site-dir site

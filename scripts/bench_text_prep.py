@@ -45,7 +45,7 @@ def prepare(corpus: str, cache: str, tokenizer: str, num_proc: str) -> None:
 
     from genkit.training.config import compose_config
 
-    overrides = ["model=gpt", "data=text", f"data.path={corpus}", f"data.cache_dir={cache}",
+    overrides = ["model=lm", "data=text", f"data.path={corpus}", f"data.cache_dir={cache}",
                  f"data.tokenizer={tokenizer}", f"data.num_proc={num_proc}"]  # fmt: skip
     if tokenizer == "char":
         overrides.append("data.vocab_size=256")
@@ -106,7 +106,7 @@ def main() -> None:
         row = f"| {mb:.0f} MB | {int(tokens) / 1e6:.1f} M | {prep['wall_s']:.0f} s | {mb / float(seconds):.1f} | "
         row += f"{prep['rss_gb']:.2f} GB |"
         if args.train:  # the cache is ready: this is the training run's own memory
-            run = measured([str(Path(sys.executable).with_name("genkit")), "train", "model=gpt", "data=text",
+            run = measured([str(Path(sys.executable).with_name("genkit")), "train", "model=lm", "data=text",
                             f"data.path={corpus}", f"data.cache_dir={cache}", f"data.tokenizer={args.tokenizer}",
                             *(["data.vocab_size=256"] if args.tokenizer == "char" else []),
                             "trainer.max_steps=1", "trainer.max_epochs=1", "++trainer.limit_val_batches=2",
@@ -121,7 +121,7 @@ def main() -> None:
             text = [f"data.path={corpus}", f"data.cache_dir={cache}", f"data.tokenizer={args.tokenizer}",
                     *(["data.vocab_size=256"] if args.tokenizer == "char" else [])]  # fmt: skip
             made = measured([genkit, "prepare", "data=text", *text, f"out={shards}"])
-            run = measured([genkit, "train", "model=gpt", "data=text_shards", f"data.path={shards}",
+            run = measured([genkit, "train", "model=lm", "data=text_shards", f"data.path={shards}",
                             "trainer.max_steps=1", "trainer.max_epochs=1", "++trainer.limit_val_batches=2",
                             f"hydra.run.dir={args.out / f'shards_run_{size}'}"])  # fmt: skip
             row += f" shards: {made['wall_s']:.0f} s, {made['rss_gb']:.2f} GB; step on them: {run['wall_s']:.0f} s, "

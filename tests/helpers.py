@@ -147,7 +147,7 @@ def tiny_text_run(tmp_path: Path, lines: int = 300) -> list[str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"line {i % 37} of a small corpus for quick runs" for i in range(lines)))
     return [
-        "model=gpt",
+        "model=lm",
         "data=text",
         f"data.path={corpus}",
         "data.vocab_size=300",
@@ -223,7 +223,7 @@ def hf_text_run(tmp_path: Path, folder: Path) -> list[str]:
     corpus = tmp_path / "hf_corpus.txt"
     corpus.write_text(HF_TEXT)
     return [
-        "model=gpt",
+        "model=lm",
         "model/lm_net@model.net=hf",
         f"model.init_from={folder}",
         "data=text",

@@ -26,7 +26,7 @@ def tiny_pairs_run(tmp_path: Path, task: str = "labels") -> list[str]:
     """Overrides for a 1-layer GPT on a tiny pairs task written into tmp_path: seconds per run."""
     folder = write_tiny_pairs(tmp_path / f"pairs_{task}", task)
     return [
-        "model=gpt",
+        "model=lm",
         "data=pairs",
         f"data.path={folder}",
         "data.vocab_size=300",

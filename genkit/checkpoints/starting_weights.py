@@ -24,7 +24,7 @@ log = logging.getLogger("genkit")
 
 def starting_checkpoint(init_from) -> Path | None:
     """The checkpoint file that `init_from` names when it is a genkit run directory, a .ckpt file
-    (its best.ckpt, else last.ckpt) or a safetensors export; None for anything else (GPT: a
+    (its best.ckpt, else last.ckpt) or a safetensors export; None for anything else (a language model's
     Hugging Face id)."""
     if not init_from:
         return None
@@ -46,15 +46,15 @@ def starting_config(path: Path) -> DictConfig:
 
 
 def network_setting(path: Path, key: str, default=None):
-    """A size of the starting run's network (`model.net.<key>`): a GPT started from a genkit run
+    """A size of the starting run's network (`model.net.<key>`): a language model started from a genkit run
     takes its shape from it, as one started from GPT-2 takes it from config.json. `default`: the
     value for runs whose config has no such key."""
     cfg = starting_config(path)
     value = OmegaConf.select(cfg, f"model.net.{key}", default=default)
     if value is None:
         raise GenkitError(
-            f"model.init_from={path} is a run of {cfg.model._target_}, whose network has no {key}; a GPT starts "
-            f"from a GPT run (or Hugging Face GPT-2 weights)."
+            f"model.init_from={path} is a run of {cfg.model._target_}, whose network has no {key}; a language "
+            f"model starts from a language model's run (or Hugging Face weights)."
         )
     return value
 

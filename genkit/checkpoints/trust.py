@@ -37,6 +37,9 @@ TRUSTED_FUNCTIONS = ("genkit.callbacks.progress.progress_bar",)
 MOVED_TARGETS = {
     # 2026-12: the CSV logger joined the run's other records in genkit.runs
     "genkit.csv_logger.": "genkit.runs.csv_logger.",
+    # 2026-12: the GPT family became the language-model family (it also holds the LSTM and
+    # Hugging Face networks); `model=gpt` still selects it
+    "genkit.models.gpt.GPT": "genkit.models.lm.LanguageModel",
 }
 # mirrors that tests serve on this machine
 LOCAL_MIRRORS = ("http://127.0.0.1", "http://localhost")

@@ -1,6 +1,6 @@
 """`genkit eval`: score a checkpoint on its test split and write <run_dir>/eval.json.
 
-Every family gets its test metrics from Lightning's test loop (perplexity for GPT, ELBO and
+Every family gets its test metrics from Lightning's test loop (perplexity for language models, ELBO and
 importance-sampled NLL for the VAE, the denoising loss for diffusion); options of this command
 that concern a family reach it through `GenerativeModel.configure_test`. Image models also get
 fid_clf and is_clf on genkit's domain classifier and, where the weights can be had, the

@@ -351,7 +351,7 @@ class PairsDataModule(GenkitDataModule):
             raise GenkitError(
                 f"{r['where']}: its prompt is {len(prompt)} tokens (with the leading end-of-text), which leaves no "
                 f"room for a completion in data.block_size={self.block_size}; shorten the prompt or raise "
-                f"data.block_size (a GPT's context is fixed by its starting run)."
+                f"data.block_size (a language model's context is fixed by its starting run)."
             )
         ids = prompt + completion
         return len(prompt), ids[:limit], len(ids) > limit, prompt_cut

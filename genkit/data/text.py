@@ -198,7 +198,7 @@ def starting_tokenizer(path: Path):
     if not states:
         raise GenkitError(
             f"{path} carries no tokenizer (it is not a run on text), so text cannot be encoded as its model "
-            f"expects; start from a GPT run."
+            f"expects; start from a language model's run (model=lm)."
         )
     return tokenizer_from_json(json.loads(states[0]["tokenizer"]))
 

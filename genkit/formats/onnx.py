@@ -7,7 +7,7 @@ What each family exports (batch size dynamic; inputs and output named in the gra
 - diffusion: one step of the EMA denoiser, x_t (B, C, H, W), t (B,) int64 [, labels (B,) int64,
   the null class = num_classes] -> prediction (eps or v, as the run's model.objective): the
   sampling loop is the caller's (diffusers' schedulers, or format=diffusers for the whole pipeline).
-A GPT has no ONNX form here: its generation is a loop over a growing context with a cache, which
+A language model has no ONNX form here: its generation is a loop over a growing context with a cache, which
 format=hf hands to transformers, whose tools own that export.
 
 torch.onnx.export with dynamo=True, the exporter PyTorch maintains (the TorchScript one is

@@ -7,7 +7,7 @@
   into a choice by a rule of genkit.metrics.label_scoring that validation picks (never an invalid
   label; the default), or by free generation (a generated text outside the set counts as wrong);
 - free text: ROUGE-L F-measure (Lin 2004) and chrF (Popovic 2015), both torchmetrics'.
-The completion-only loss and perplexity come from the family's test loop (GPT's test/loss).
+The completion-only loss and perplexity come from the family's test loop (the language model's test/loss).
 """
 
 import logging

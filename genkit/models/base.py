@@ -11,7 +11,7 @@ To add a family, subclass GenerativeModel and:
    checkpoints in `checkpoint_metric` (for early stopping and a best checkpoint).
 2. Generate: `sample(n, *, generator=None, **options)` returns images (n, C, H, W) in [-1, 1]
    or token ids (n, T), on the model's device. `sample_options` declares the keyword options
-   `genkit sample` may pass to it (genkit.options.Option: default, rule, help line; e.g. GPT:
+   `genkit sample` may pass to it (genkit.options.Option: default, rule, help line; e.g. the language model:
    temperature, top_k; diffusion: steps): `genkit sample` takes them, checks them and lists them
    in its --help from this one declaration.
 3. Ask the data for inputs through one hook: `data_inputs(options)` names what `sample` needs
@@ -20,7 +20,7 @@ To add a family, subclass GenerativeModel and:
 4. Declare `modality` ("images" or "text"): which data sets it can train on.
 5. List its networks in `networks()`; `compile_networks()` (trainer.compile=true) compiles
    each of them in place, so checkpoints keep plain parameter names. Override only to compile
-   finer pieces (GPT compiles each block).
+   finer pieces (the language model compiles each transformer block).
 6. Evaluation options: `test_options` declares the options of `genkit eval` that concern this
    family (the VAE's `nll_samples`); `configure_test(options, device)` applies them and returns
    what it used, for the report.

@@ -1,4 +1,4 @@
-"""Completing prompts with a language-model network (genkit.models.gpt.LanguageModelNet): batched
+"""Completing prompts with a language-model network (genkit.models.lm.LanguageModelNet): batched
 generation that stops at end-of-text, and the log-likelihood of candidate completions (labels).
 
 Prompts of unequal lengths are grouped by length, so every batch is a rectangle with no padding

@@ -2,7 +2,7 @@
 transformer, the LSTM, Hugging Face causal LMs, one of your own): `genkit sample` runs it on one
 group of rows, `genkit serve` on many that join and leave between tokens (continuous batching).
 
-A network gives the loop what LanguageModelNet (genkit/models/gpt.py) promises: `hidden(idx,
+A network gives the loop what LanguageModelNet (genkit/models/lm.py) promises: `hidden(idx,
 cache)` with a cache that continues each row where it stopped, `lm_head`, and `context_length`
 (None: no limit). Serving also regroups rows, through the cache's `select(rows)` and
 `join(other)`; `genkit sample` never does. The loop is genkit's own rather than transformers'

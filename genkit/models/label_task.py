@@ -88,7 +88,7 @@ def balanced_token_loss(h: torch.Tensor, lm_weight: torch.Tensor, y: torch.Tenso
 def train_label_rows(embeddings: Sequence[nn.Parameter], token_ids: Sequence[int]) -> int:
     """Make these (frozen) embedding / output matrices trainable in the rows of token_ids only: the
     other rows' gradients are zeroed (and the optimizer gives these no weight decay, see
-    GPT.configure_optimizers, so they stay exactly as they were). Returns the parameters trained."""
+    LanguageModel.configure_optimizers, so they stay exactly as they were). Returns the parameters trained."""
     trained = 0
     for weight in {id(w): w for w in embeddings}.values():  # tied weights: once
         mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)

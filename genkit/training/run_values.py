@@ -95,7 +95,7 @@ def _check_arguments(node: DictConfig, where: str, ignored: tuple[str, ...] = ()
         if key in HYDRA_KEYS or key in ignored or key in parameters:
             continue
         if partial and _literal(node, key) == (True, None):
-            continue  # null in a partial: not passed (a recipe's SGD over gpt.yaml's AdamW betas)
+            continue  # null in a partial: not passed (a recipe's SGD over lm.yaml's AdamW betas)
         close = difflib.get_close_matches(str(key), list(parameters), n=1, cutoff=0.6)
         hint = f"did you mean {where}.{close[0]}?" if close else f"its arguments: {', '.join(sorted(parameters))}."
         raise GenkitError(

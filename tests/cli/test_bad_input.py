@@ -10,8 +10,8 @@ from tests.helpers import TINY_IMAGE_RUN, cli_in_process, tiny_text_run
 CASES = [
     (["model=nope"], ["unknown model 'nope'", "gan", "vae", "diffusion", "gpt"]),
     (["data=nope"], ["unknown data 'nope'", "mnist", "tinyshakespeare"]),
-    (["model=gpt", "model/lm_net@model.net=nope"], ["unknown model/lm_net", "'nope'", "gpt2, hf, lstm"]),
-    (["model=gpt", "data=mnist"], ["generates text", "mnist holds images"]),
+    (["model=lm", "model/lm_net@model.net=nope"], ["unknown model/lm_net", "'nope'", "gpt2, hf, lstm"]),
+    (["model=lm", "data=mnist"], ["generates text", "mnist holds images"]),
     (["model._target_=mypkg.NoSuchModel"], ["cannot be imported", "PYTHONPATH"]),
     (["model=gan", "data.format=png"], ["data.format='png'", "idx"]),
     (["model=gan", "data.splits.test=nope", "test=true"], ["nope-images", "data.splits"]),
@@ -100,7 +100,7 @@ def test_empty_text_is_refused_and_leaves_no_cache(tmp_path):
     empty.write_text("")
     cache = tmp_path / "cache"
     out = cli_in_process(
-        "train", "model=gpt", "data=text", f"data.path={empty}", f"data.cache_dir={cache}", cwd=tmp_path
+        "train", "model=lm", "data=text", f"data.path={empty}", f"data.cache_dir={cache}", cwd=tmp_path
     )
     assert out.returncode == 2 and "is empty" in " ".join(out.stderr.split())
     assert not cache.exists() or not any(cache.rglob("*.bin"))
@@ -120,7 +120,7 @@ SAMPLE_CASES = [
     ("gpt", ["top_p=1.5"], ["top_p=1.5"]),
     ("gpt", ["top_k=0"], ["top_k=0"]),
     ("gpt", ["max_new_tokens=-1"], ["max_new_tokens=-1"]),
-    ("gpt", ["mode=reconstruct"], ["GPT takes no `mode`"]),
+    ("gpt", ["mode=reconstruct"], ["LanguageModel takes no `mode`"]),
     ("gan", ["which=best"], ["which=best picks a checkpoint in a run directory", "is a file"]),
     ("gan", ["which=first"], ["which='first'", "best, last"]),
     ("gan", ["label=7"], ["cannot use label=7", "trained without class labels", "model.conditional=true"]),
@@ -245,7 +245,10 @@ TEXT_CASES = [
     (["data.unknown_chars=xy"], ["data.unknown_chars='xy'", "error, drop, or one character"]),
     (["data.lowercase=maybe"], ["data.lowercase='maybe'", "true or false"]),
     (["model.init_from=@run", "model.net.n_layer=3"], ["does not fit this model", "net.blocks"]),
-    (["model.init_from=@image_run"], ["is a run of genkit.models.gan.GAN", "a GPT starts from a GPT run"]),
+    (
+        ["model.init_from=@image_run"],
+        ["is a run of genkit.models.gan.GAN", "a language model starts from a language model's run"],
+    ),
     (["finetune.lora.r=2", "finetune.lora.targets=[net.wte]"], ["net.wte shares its weight with net.lm_head"]),
     (["data.block_size=0"], ["data.block_size=0", "whole number of at least 1"]),
     (["model.net.n_embd=0"], ["model.net.n_embd=0", "whole number of at least 1"]),
@@ -275,7 +278,7 @@ def test_word_corpus_whose_vocabulary_explodes_is_called_corrupt(tmp_path):
     with open(ptb / "ptb.train.txt", "a") as f:  # junk appended: 20,000 new "words"
         f.write(" ".join(f"x{i:05d}" for i in range(20000)) + "\n")
     out = cli_in_process(
-        "train", "model=gpt", "data=ptb", f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'c'}",
+        "train", "model=lm", "data=ptb", f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'c'}",
         cwd=tmp_path,
     )  # fmt: skip
     message = " ".join(out.stderr.split())
@@ -488,7 +491,7 @@ DATA_FILE_CASES = [
 def test_bad_data_file_is_one_paragraph(tmp_path, write, overrides, words):
     path = tmp_path / "corpus.txt"
     write(path)
-    out = cli_in_process("train", "model=gpt", "data=text", f"data.path={path}", "data.vocab_size=300",
+    out = cli_in_process("train", "model=lm", "data=text", f"data.path={path}", "data.vocab_size=300",
                          "data.block_size=8", f"data.cache_dir={tmp_path / 'cache'}", "trainer.accelerator=cpu",
                          *overrides, cwd=tmp_path)  # fmt: skip
     assert_one_paragraph(out, words)

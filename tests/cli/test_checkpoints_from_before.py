@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from genkit.checkpoints.trust import with_current_targets
 from genkit.commands.train import train
 from genkit.errors import GenkitError
 from tests.helpers import REPO, cli_in_process, make_cfg
@@ -34,6 +35,9 @@ def test_the_fixtures_name_a_class_that_moved():
     exercise the table of moved classes (genkit.checkpoints.trust.MOVED_TARGETS)."""
     config = torch.load(FIXTURES / "gan" / "checkpoints" / "last.ckpt", weights_only=True)["genkit"]["config"]
     assert config["logger"]["csv"]["_target_"] == "genkit.csv_logger.RunCSVLogger"
+    config = torch.load(FIXTURES / "gpt" / "checkpoints" / "last.ckpt", weights_only=True)["genkit"]["config"]
+    assert config["model"]["_target_"] == "genkit.models.gpt.GPT"  # the language-model family's old name
+    assert with_current_targets(config)["model"]["_target_"] == "genkit.models.lm.LanguageModel"
 
 
 @pytest.mark.parametrize("family", ALL)

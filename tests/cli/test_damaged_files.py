@@ -27,7 +27,7 @@ def test_a_zero_byte_last_checkpoint_resumes_from_the_newest_step_checkpoint(tmp
 
 
 def text_run(tmp_path, path, *extra) -> list[str]:
-    return ["train", "model=gpt", "data=text", f"data.path={path}", "data.vocab_size=300", "data.block_size=8",
+    return ["train", "model=lm", "data=text", f"data.path={path}", "data.vocab_size=300", "data.block_size=8",
             "data.batch_size=4", f"data.cache_dir={tmp_path / 'cache'}", "model.net.n_layer=1", "trainer.max_steps=1",
             "trainer.accelerator=cpu", "trainer.precision=32-true", *extra]  # fmt: skip
 

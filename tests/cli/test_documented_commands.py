@@ -11,8 +11,8 @@ shown with the error it prints (`$ genkit ...`, then a `genkit: ...` line) must 
 error.
 
 Placeholders such as `<run>` or `<run dir or .ckpt>` become paths in the test's folder, except
-those of GPT runs, whose sizes and tokenizer a config reads when it is resolved: they become the
-fixture GPT run of tests/fixtures/.
+those of language-model runs, whose sizes and tokenizer a config reads when it is resolved: they become the
+fixture language-model run of tests/fixtures/.
 """
 
 import re
@@ -33,33 +33,33 @@ HUB = "GPT-2's sizes and tokenizer come from the Hugging Face hub (a network)"
 PICTURES = "the user's own pictures: the classes of the folder are read when the config is resolved"
 SHARDS = "shards genkit prepare wrote: their description (vocabulary, picture size) is read when the config is resolved"
 EXCEPTIONS: dict[str, str] = {
-    "genkit train model=gpt model.init_from=gpt2 data=text data.path=notes.txt": HUB,
-    "genkit train model=gpt model.init_from=gpt2 finetune.lora.r=8 data=text data.path=my_texts/ "
+    "genkit train model=lm model.init_from=gpt2 data=text data.path=notes.txt": HUB,
+    "genkit train model=lm model.init_from=gpt2 finetune.lora.r=8 data=text data.path=my_texts/ "
     "data.block_size=256 trainer=gpu": HUB,
     # docs/hugging-face-models.md: the architecture and tokenizer come from the hub
-    "genkit train model=gpt model/lm_net@model.net=hf model.init_from=HuggingFaceTB/SmolLM2-135M data=text "
+    "genkit train model=lm model/lm_net@model.net=hf model.init_from=HuggingFaceTB/SmolLM2-135M data=text "
     "data.path=notes.txt": HUB,
-    "genkit train model=gpt model/lm_net@model.net=hf model.init_from=Qwen/Qwen2.5-0.5B finetune.lora.r=16 "
+    "genkit train model=lm model/lm_net@model.net=hf model.init_from=Qwen/Qwen2.5-0.5B finetune.lora.r=16 "
     "data=text data.path=notes.txt trainer=gpu": HUB,
-    "genkit train model=gpt model/lm_net@model.net=hf model.init_from=EleutherAI/pythia-70m "
+    "genkit train model=lm model/lm_net@model.net=hf model.init_from=EleutherAI/pythia-70m "
     "model.net.gradient_checkpointing=true data=text data.path=notes.txt": HUB,
     "genkit train model=diffusion data=image_folder data.path=$HOME/photos": PICTURES,
     "genkit prepare data=image_folder data.path=$HOME/photos data.image_size=64 out=shards/photos": PICTURES,
-    "genkit train model=gpt data=text_shards data.path=shards/shakespeare": SHARDS,
-    "genkit train model=gpt data=text_shards data.path=/tmp/tb/shards_1000MB trainer.max_steps=1 "
+    "genkit train model=lm data=text_shards data.path=shards/shakespeare": SHARDS,
+    "genkit train model=lm data=text_shards data.path=/tmp/tb/shards_1000MB trainer.max_steps=1 "
     "trainer.max_epochs=1 ++trainer.limit_val_batches=2": SHARDS,
-    "genkit train model=gpt data=text_shards data.path=shards/shakespeare trainer=ddp_cpu": SHARDS,
+    "genkit train model=lm data=text_shards data.path=shards/shakespeare trainer=ddp_cpu": SHARDS,
     "genkit train model=diffusion data=image_shards data.path=shards/photos data.augment=[hflip]": SHARDS,
-    "genkit train model=gpt data=pairs_shards data.path=shards/my_task": SHARDS,
-    "genkit train model=gpt data=text_shards data.path=[shards/web,shards/books] data.mix=[3,1]": SHARDS,
-    "genkit train model=gpt data=text_shards data.path=s3://my-bucket/shards/shakespeare trainer=ddp": SHARDS,
+    "genkit train model=lm data=pairs_shards data.path=shards/my_task": SHARDS,
+    "genkit train model=lm data=text_shards data.path=[shards/web,shards/books] data.mix=[3,1]": SHARDS,
+    "genkit train model=lm data=text_shards data.path=s3://my-bucket/shards/shakespeare trainer=ddp": SHARDS,
     "genkit train model=gan model.conditional=true data=image_folder data.path=$HOME/photos "
     "data.image_size=32": PICTURES,
 }
-# placeholders of GPT runs: a config resolved with model.init_from (or data.pretrained_tokenizer)
+# placeholders of language-model runs: a config resolved with model.init_from (or data.pretrained_tokenizer)
 # reads the run's network sizes and tokenizer
 GPT_RUN = REPO / "tests" / "fixtures" / "checkpoints_14332b0" / "gpt"
-GPT_PLACEHOLDERS = ("gpt run", "pre-training run")
+LM_PLACEHOLDERS = ("lm run", "pre-training run")
 
 _ENV = r"(?:[A-Z_][A-Z0-9_]*=\S+\s+)*"
 COMMAND_LINE = re.compile(rf"^(?:\$\s+)?({_ENV}genkit(?:\s.*)?)$")
@@ -153,7 +153,7 @@ def _arguments(command: str, tmp_path: Path, cwd: Path) -> tuple[dict, list[str]
 
     def path(match: re.Match) -> str:
         name = match.group(1)
-        return str(GPT_RUN) if name in GPT_PLACEHOLDERS else "placeholders/" + re.sub(r"[^\w.]+", "-", name).strip("-")
+        return str(GPT_RUN) if name in LM_PLACEHOLDERS else "placeholders/" + re.sub(r"[^\w.]+", "-", name).strip("-")
 
     text = PLACEHOLDER.sub(path, command)
     variables = {"PWD": str(cwd), "HOME": str(tmp_path / "home")}

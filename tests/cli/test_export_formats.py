@@ -148,7 +148,7 @@ def test_the_lstm_has_no_hf_format_and_says_which_it_has(tmp_path):
     from genkit.training.build import build_model
     from tests.helpers import make_cfg
 
-    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", "model/lm_net@model.net=lstm", "model.net.n_embd=16")
+    cfg = make_cfg(tmp_path, "model=lm", "data=ptb", "model/lm_net@model.net=lstm", "model.net.n_embd=16")
     run = Exported(build_model(cfg, report=False), None, cfg, {}, tmp_path / "last.ckpt", 0)
     with pytest.raises(FormatUnsupported) as info:
         write_hf(run, tmp_path / "hf")

@@ -86,7 +86,7 @@ def test_the_lstm_and_image_models_have_no_gguf_and_say_which_formats_they_have(
     from genkit.training.build import build_model
     from tests.helpers import make_cfg
 
-    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", "model/lm_net@model.net=lstm", "model.net.n_embd=16")
+    cfg = make_cfg(tmp_path, "model=lm", "data=ptb", "model/lm_net@model.net=lstm", "model.net.n_embd=16")
     run = Exported(build_model(cfg, report=False), None, cfg, {}, tmp_path / "last.ckpt", 0)
     refusal = "model is a LSTMLanguageModel; export it as format=safetensors or format=ckpt"
     with pytest.raises(FormatUnsupported, match=refusal):

@@ -25,7 +25,7 @@ def text_run(tmp_path: Path, text: str, *sizes: str) -> list[str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(text)
     return [
-        "model=gpt",
+        "model=lm",
         "data=text",
         f"data.path={corpus}",
         "data.tokenizer=char",

@@ -12,7 +12,7 @@ from genkit.data.shards import META
 from tests.helpers import assert_resumed_run_draws_the_batches_of_a_straight_one, cli_in_process, make_cfg
 from tests.pairs_helpers import write_tiny_pairs
 
-TINY = ["model=gpt", "data=pairs_shards", "data.batch_size=8", "data.eval_batch_size=8", "model.net.n_layer=1",
+TINY = ["model=lm", "data=pairs_shards", "data.batch_size=8", "data.eval_batch_size=8", "model.net.n_layer=1",
         "model.net.n_embd=32", "trainer.accelerator=cpu", "trainer.precision=32-true"]  # fmt: skip
 
 

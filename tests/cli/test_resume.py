@@ -270,7 +270,7 @@ def test_nan_before_any_checkpoint_says_nothing_is_kept(tmp_path, tiny_data_root
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_no_directory(tmp_path, tiny_data_root):
-    out = cli_in_process("train", "model=gpt", "data=mnist", cwd=tmp_path, env={"GENKIT_DATA_DIR": str(tiny_data_root)})
+    out = cli_in_process("train", "model=lm", "data=mnist", cwd=tmp_path, env={"GENKIT_DATA_DIR": str(tiny_data_root)})
     assert out.returncode == 2
     assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 

@@ -21,7 +21,7 @@ def test_openai_client_gets_completions_streamed_and_not(tmp_path, tiny_gpt_chec
             assert "".join(c.choices[0].text for c in chunks if c.choices[0].index == i) == choice.text
         with pytest.raises(openai.BadRequestError, match="max_tokens"):
             client.completions.create(model="tiny", prompt="line", max_tokens=1000)
-        assert client.models.list().data[0].id == "gpt-text"  # the run's run_name
+        assert client.models.list().data[0].id == "lm-text"  # the run's run_name
         assert server.stop() == 0
 
 

@@ -35,13 +35,13 @@ def text_shards(tmp_path_factory):
 
 
 def shards_run(tmp_path, shards, *extra):
-    return make_cfg(tmp_path, "model=gpt", "data=text_shards", f"data.path={shards}", *SMALL, *extra)
+    return make_cfg(tmp_path, "model=lm", "data=text_shards", f"data.path={shards}", *SMALL, *extra)
 
 
 def test_a_run_resumed_mid_epoch_from_shards_trains_on_the_batches_of_an_uninterrupted_one(tmp_path, text_shards):
     # max_epochs set: the GPT's LR schedule counts the steps, which builds the loader before the restore
     common = ("trainer.max_epochs=3", "trainer.val_check_interval=4", "++trainer.limit_val_batches=1")
-    run = ["model=gpt", "data=text_shards", f"data.path={text_shards}", *SMALL, *common]
+    run = ["model=lm", "data=text_shards", f"data.path={text_shards}", *SMALL, *common]
     assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, run, stop=5, steps=10)
 
 
@@ -64,7 +64,7 @@ def test_two_ddp_processes_read_disjoint_parts_of_the_shards_that_together_are_a
     from litdata import StreamingDataset, TokensLoader
 
     def ddp_run(run, rows, *extra):
-        out = run_cli("train", "model=gpt", "data=text_shards", f"data.path={text_shards}", *SMALL, "trainer=ddp_cpu",
+        out = run_cli("train", "model=lm", "data=text_shards", f"data.path={text_shards}", *SMALL, "trainer=ddp_cpu",
                       "++trainer.limit_val_batches=1", f"+callbacks.recorder={{_target_: tests.helpers.RowRecorder, "
                       f"path: {rows}}}", f"hydra.run.dir={run}", *extra, cwd=tmp_path, timeout=600,
                       env={"PYTHONPATH": str(REPO)})  # fmt: skip
@@ -133,7 +133,7 @@ def damaged(src, dst, name: str, content: bytes):
 @pytest.mark.parametrize("case", SHARDS_CASES)
 def test_bad_shards_are_one_paragraph(tmp_path, text_shards, case):
     make, words = SHARDS_CASES[case]
-    out = cli_in_process("train", "model=gpt", "data=text_shards", *SMALL, "trainer.max_steps=1", *make(tmp_path,
+    out = cli_in_process("train", "model=lm", "data=text_shards", *SMALL, "trainer.max_steps=1", *make(tmp_path,
                          text_shards), cwd=tmp_path)  # fmt: skip
     assert_one_paragraph(out, words)
 
@@ -207,7 +207,7 @@ def test_training_streams_shards_from_object_storage(tmp_path, text_shards, monk
         assert (run / "checkpoints" / "last.ckpt").is_file()
         # the chunks came over the wire into data.cache_dir, beside the shards' description
         assert list(cache.rglob("*.bin")) and list(cache.rglob("genkit-shards.json"))
-        out = cli_in_process("train", "model=gpt", "data=text_shards", "data.path=s3://corpus/nothing-here", *SMALL,
+        out = cli_in_process("train", "model=lm", "data=text_shards", "data.path=s3://corpus/nothing-here", *SMALL,
                              f"data.cache_dir={cache}", cwd=tmp_path)  # fmt: skip
         assert_one_paragraph(out, ["Could not read s3://corpus/nothing-here/genkit-shards.json", "credentials"])
     finally:

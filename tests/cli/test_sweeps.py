@@ -37,7 +37,7 @@ def test_optuna_sweep_of_three_trials(tmp_path):
         timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    (sweep,) = (tmp_path / "outputs" / "multirun" / "gpt-text").iterdir()
+    (sweep,) = (tmp_path / "outputs" / "multirun" / "lm-text").iterdir()
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert sum(result["trials"].values()) == 3
     # the command line replaced two of the example's four parameters

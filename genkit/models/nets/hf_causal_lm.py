@@ -1,12 +1,12 @@
 """Any Hugging Face causal LM (Llama, Qwen2, Mistral, GPT-NeoX, GPT-2, Phi-3, SmolLM, ...) as the
-GPT family's network: `model/lm_net@model.net=hf`.
+language-model family's network: `model/lm_net@model.net=hf`.
 
 transformers builds the network (AutoModelForCausalLM, never with trust_remote_code) from a
 config.json: model.init_from's (a hub id or a folder; its safetensors weights then load too) or
 model.net.architecture's (a hub id, a folder or a dict of config keys; trained from scratch).
 The resolved config is stored in the run's config, so a checkpoint rebuilds the network without
 the hub. genkit asks of it what it asks of its own transformer (LanguageModelNet in
-genkit/models/gpt.py): hidden states for the loss, logits with a cache (transformers'
+genkit/models/lm.py): hidden states for the loss, logits with a cache (transformers'
 DynamicCache, in genkit's row layout: genkit.models.nets.hf_row_cache) for genkit's one
 generation loop (genkit.models.decoding).
 """

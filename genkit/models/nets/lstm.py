@@ -5,7 +5,7 @@ with the output layer sharing the embedding matrix (Press & Wolf 2017; Inan et a
 the embedding and the LSTM have the same width. On Penn Treebank on a 2-core CPU it reaches a
 lower perplexity than genkit's transformer in about the same time (docs/benchmarks/time-to-quality.md).
 
-It plugs into the GPT family (genkit/models/gpt.py) as the transformer does: `hidden` for the
+It plugs into the language-model family (genkit/models/lm.py) as the transformer does: `hidden` for the
 loss, `forward` for logits and a cache (genkit.models.decoding samples from it). Its cache is
 the LSTM's state (h, c), so `block_size` (the training window) is no limit on what it reads or
 writes.

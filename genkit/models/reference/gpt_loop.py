@@ -1,6 +1,6 @@
 """A hand-written PyTorch training loop for genkit's GPT: the reference genkit is measured against.
 
-The same network, optimiser, schedule and clipping as `model=gpt`, but nanoGPT's loop: random
+The same network, optimiser, schedule and clipping as `model=lm`, but nanoGPT's loop: random
 windows drawn with torch.randint, no Lightning. `scripts/raw_gpt_loop.py` runs nanoGPT's CPU
 recipe with it.
 """

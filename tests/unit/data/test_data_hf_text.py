@@ -15,7 +15,7 @@ from tests.cli.test_bad_input import assert_one_paragraph
 from tests.helpers import cli_in_process, make_cfg
 
 TINY_RUN = (
-    "model=gpt",
+    "model=lm",
     "model.net.n_layer=1",
     "model.net.n_head=2",
     "model.net.n_embd=32",
@@ -74,7 +74,7 @@ def wikitext_like(n: int) -> list[str]:
 
 
 def module(tmp_path, *overrides):
-    cfg = make_cfg(tmp_path, "model=gpt", f"data.cache_dir={tmp_path / 'tokens'}", *overrides)
+    cfg = make_cfg(tmp_path, "model=lm", f"data.cache_dir={tmp_path / 'tokens'}", *overrides)
     dm = instantiate(cfg.data, _convert_="partial")
     dm.prepare_data()
     dm.setup()
@@ -142,7 +142,7 @@ def test_changed_data_changes_the_cache_key(tmp_path):
     rows = [words(i) for i in range(50)]
 
     def key(*overrides):
-        cfg = make_cfg(tmp_path, "model=gpt", "data=hf_text", f"data.cache_dir={tmp_path / 'tokens'}", *overrides)
+        cfg = make_cfg(tmp_path, "model=lm", "data=hf_text", f"data.cache_dir={tmp_path / 'tokens'}", *overrides)
         return instantiate(cfg.data, _convert_="partial").cache_dir()
 
     first = key(f"data.dataset={save(tmp_path / 'a', train=rows)}")

@@ -19,7 +19,7 @@ def write_ptb_like(folder, lines=LINES):
 
 
 def text_module(tmp_path, *overrides):
-    cfg = make_cfg(tmp_path, "model=gpt", f"data.cache_dir={tmp_path / 'cache'}", *overrides)
+    cfg = make_cfg(tmp_path, "model=lm", f"data.cache_dir={tmp_path / 'cache'}", *overrides)
     dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup()

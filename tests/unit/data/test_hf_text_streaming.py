@@ -55,7 +55,7 @@ def test_streamed_cache_is_keyed_by_what_names_the_data(tmp_path):
     corpus = write_lines(tmp_path / "corpus.txt", [words(i) for i in range(30)])
 
     def key(*overrides):
-        cfg = make_cfg(tmp_path, "model=gpt", "data=hf_text", f"data.cache_dir={tmp_path / 'tokens'}", *overrides)
+        cfg = make_cfg(tmp_path, "model=lm", "data=hf_text", f"data.cache_dir={tmp_path / 'tokens'}", *overrides)
         return instantiate(cfg.data, _convert_="partial").cache_dir()
 
     first = key("data.dataset=text", f"data.data_files={corpus}", "data.streaming=true")
@@ -69,7 +69,7 @@ def test_streamed_cache_is_keyed_by_what_names_the_data(tmp_path):
 
 def streamed_module(tmp_path, builder: str, file: str, column: str):
     cfg = make_cfg(
-        tmp_path, "model=gpt", "data=hf_text", f"data.dataset={builder}", f"data.data_files={file}",
+        tmp_path, "model=lm", "data=hf_text", f"data.dataset={builder}", f"data.data_files={file}",
         f"data.column={column}", "data.streaming=true", f"data.cache_dir={tmp_path / 'tokens'}",
     )  # fmt: skip
     return instantiate(cfg.data, _convert_="partial")

@@ -94,7 +94,7 @@ def test_bpe_fits_on_a_sample_spread_through_the_training_text(small_pieces):
 
 
 def text_module(tmp_path, *overrides):
-    cfg = make_cfg(tmp_path, "model=gpt", "data=text", f"data.cache_dir={tmp_path / 'cache'}", *overrides)
+    cfg = make_cfg(tmp_path, "model=lm", "data=text", f"data.cache_dir={tmp_path / 'cache'}", *overrides)
     return instantiate(cfg.data)
 
 
@@ -186,7 +186,7 @@ def test_a_corpus_larger_than_a_memory_cap_prepares_within_it(tmp_path):
         from hydra.utils import instantiate
         from tests.helpers import make_cfg
         from pathlib import Path
-        cfg = make_cfg(Path({str(tmp_path)!r}), "model=gpt", "data=text", "data.path={path}",
+        cfg = make_cfg(Path({str(tmp_path)!r}), "model=lm", "data=text", "data.path={path}",
                        "data.cache_dir={tmp_path / "cache"}", "data.tokenizer=char", "data.vocab_size=64",
                        "data.num_proc=2")
         dm = instantiate(cfg.data)

@@ -34,7 +34,7 @@ def tiny_gpt2(tmp_path):
 
 def test_logits_equal_hugging_face(tmp_path, tiny_gpt2):
     folder, hf_model = tiny_gpt2
-    cfg = make_cfg(tmp_path, "model=gpt", f"model.init_from={folder}", "data=ptb", "data.block_size=64")
+    cfg = make_cfg(tmp_path, "model=lm", f"model.init_from={folder}", "data=ptb", "data.block_size=64")
     assert cfg.model.net.n_embd == 32 and cfg.data.vocab_size == hf_model.config.vocab_size
     assert cfg.model.net.gelu == "tanh"  # GPT-2's approximation; a new network's default is exact
     model = build_model(cfg).eval()
@@ -50,7 +50,7 @@ def test_fine_tune_a_few_steps(tmp_path, tiny_gpt2):
     corpus.write_text(TEXT)
     cfg = make_cfg(
         tmp_path,
-        "model=gpt",
+        "model=lm",
         f"model.init_from={folder}",
         "data=text",
         f"data.path={corpus}",
@@ -75,7 +75,7 @@ def test_fine_tune_a_few_steps(tmp_path, tiny_gpt2):
 
 
 def test_lora_on_gpt2_as_the_readme_says(tmp_path, tiny_gpt2):
-    """docs/fine-tuning.md: `genkit train model=gpt model.init_from=gpt2 finetune.lora.r=8 data=text
+    """docs/fine-tuning.md: `genkit train model=lm model.init_from=gpt2 finetune.lora.r=8 data=text
     data.path=<folder>`, on a tiny random GPT-2 folder instead of the hub's."""
     import json
 
@@ -88,7 +88,7 @@ def test_lora_on_gpt2_as_the_readme_says(tmp_path, tiny_gpt2):
         (texts / f"part{i}.txt").write_text(TEXT)
     run = tmp_path / "run"
     args = [
-        "model=gpt", f"model.init_from={folder}", "finetune.lora.r=8", "data=text", f"data.path={texts}",
+        "model=lm", f"model.init_from={folder}", "finetune.lora.r=8", "data=text", f"data.path={texts}",
         "data.block_size=32", "data.batch_size=4", f"data.cache_dir={tmp_path}/cache", "trainer.max_steps=3",
         "trainer.accelerator=cpu", "trainer.precision=32-true", "model.warmup_steps=1", f"hydra.run.dir={run}",
     ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""model/lm_net@model.net=hf: any causal LM that transformers builds, as the GPT family's network.
+"""model/lm_net@model.net=hf: any causal LM that transformers builds, as the language-model family's network.
 
 Tiny random Llama, Qwen2 and GPT-NeoX models are written to temporary folders as the hub serves
 them (the hub path is the same code with a download in front); nothing is downloaded."""
@@ -62,7 +62,7 @@ def test_trains_from_scratch_from_an_architecture_alone(tmp_path):
         "max_position_embeddings:64}"
     )
     cfg = make_cfg(
-        tmp_path, "model=gpt", "model/lm_net@model.net=hf", f"model.net.architecture={architecture}",
+        tmp_path, "model=lm", "model/lm_net@model.net=hf", f"model.net.architecture={architecture}",
         "data=text", f"data.path={corpus}", "data.vocab_size=300", "data.block_size=16", "data.batch_size=4",
         f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=2", "trainer.accelerator=cpu",
         "trainer.precision=32-true",

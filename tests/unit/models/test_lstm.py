@@ -1,4 +1,4 @@
-"""The LSTM network of the GPT family (model/lm_net@model.net=lstm): its cache is the LSTM's
+"""The LSTM network of the language-model family (model/lm_net@model.net=lstm): its cache is the LSTM's
 state, so it reads and writes past block_size; it trains, checkpoints, samples and evaluates
 through the same GPT module and CLI as the transformer."""
 
@@ -158,7 +158,7 @@ def test_an_lstm_run_starts_a_fine_tuning_run(tmp_path):
 
 
 def test_lora_on_an_lstm_is_refused_in_one_paragraph(tmp_path):
-    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", LSTM, "model.net.n_embd=16", "finetune.lora.r=2")
+    cfg = make_cfg(tmp_path, "model=lm", "data=ptb", LSTM, "model.net.n_embd=16", "finetune.lora.r=2")
     with pytest.raises(GenkitError, match="names no layers for LoRA adapters") as info:
         build_model(cfg)
     assert "finetune.lora.targets" in str(info.value) and "\n" not in str(info.value)
@@ -169,7 +169,7 @@ def test_hugging_face_gpt2_weights_do_not_load_into_an_lstm(tmp_path):
     folder.mkdir()
     sizes = {"vocab_size": 100, "n_positions": 64, "n_embd": 16, "n_layer": 1, "n_head": 2}
     (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", **sizes}))
-    cfg = make_cfg(tmp_path, "model=gpt", "data=ptb", LSTM, f"model.init_from={folder}")
+    cfg = make_cfg(tmp_path, "model=lm", "data=ptb", LSTM, f"model.init_from={folder}")
     with pytest.raises(Exception) as info:
         build_model(cfg)
     err = genkit_error(info.value)

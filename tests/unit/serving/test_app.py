@@ -183,7 +183,7 @@ def test_a_server_fault_is_a_json_500_and_the_server_goes_on(tiny_gpt, monkeypat
 
 def test_models_and_health_describe_the_run(text_client):
     model = text_client.get("/v1/models").json()["data"][0]
-    assert model["family"] == "GPT" and model["endpoint"] == "/v1/completions" and model["vocab_size"] > 0
+    assert model["family"] == "LanguageModel" and model["endpoint"] == "/v1/completions" and model["vocab_size"] > 0
     assert model["options"]["max_tokens"]["max"] == 12 and "temperature" in model["options"]
     assert text_client.get("/health").json()["status"] == "ok"
     assert '<form id="text-form"' in text_client.get("/").text

@@ -95,6 +95,17 @@ def test_the_cpu_allocator_keeps_freed_memory():
     assert tune_cpu_allocator() is sys.platform.startswith("linux")
 
 
+def test_model_gpt_is_the_old_name_of_the_language_model_family(tmp_path):
+    """Commands, sweeps and configs written before the rename keep working: `model=gpt` composes
+    model=lm's config, and the old class path builds the same class."""
+    from genkit.models.gpt import GPT
+    from genkit.models.lm import LanguageModel
+
+    old, new = make_cfg(tmp_path, "model=gpt", "data=ptb"), make_cfg(tmp_path, "model=lm", "data=ptb")
+    assert old.model == new.model and old.run_name == new.run_name == "lm-ptb"
+    assert GPT is LanguageModel
+
+
 def test_default_run_name_is_model_and_data(tmp_path):
     assert make_cfg(tmp_path).run_name == "gan-mnist"
-    assert make_cfg(tmp_path, "model=gpt", "data=ptb").run_name == "gpt-ptb"
+    assert make_cfg(tmp_path, "model=lm", "data=ptb").run_name == "lm-ptb"

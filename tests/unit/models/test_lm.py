@@ -10,7 +10,7 @@ from genkit.training.build import build_model
 from tests.helpers import make_cfg, needs_shared, run_cli, tiny_text_run
 
 TINY_GPT = (
-    "model=gpt",
+    "model=lm",
     "model.net.n_layer=2",
     "model.net.n_head=2",
     "model.net.n_embd=32",
@@ -104,7 +104,7 @@ def test_train_and_sample_tinyshakespeare_cli(tmp_path):
     run = tmp_path / "run"
     out = run_cli(
         "train",
-        "model=gpt",
+        "model=lm",
         "data=tinyshakespeare",
         "++trainer.max_steps=20",
         "trainer.limit_val_batches=5",
@@ -135,7 +135,7 @@ def test_train_ptb_cli(tmp_path):
     run = tmp_path / "run"
     out = run_cli(
         "train",
-        "model=gpt",
+        "model=lm",
         "data=ptb",
         "++trainer.max_steps=10",
         "trainer.limit_val_batches=5",
@@ -249,7 +249,7 @@ def test_bf16_training_clips_the_gradients_of_fused_optimizers(tmp_path):
 def test_a_network_without_load_pretrained_given_init_from_is_one_paragraph():
     """A network of the user's own that loads no pretrained weights: a GenkitError, not an AttributeError."""
     from genkit.errors import GenkitError
-    from genkit.models.gpt import GPT
+    from genkit.models.lm import LanguageModel
 
     with pytest.raises(GenkitError, match="has no load_pretrained"):
-        GPT(net=torch.nn.Linear(2, 2), optimizer=torch.optim.AdamW, init_from="some/hub-id")
+        LanguageModel(net=torch.nn.Linear(2, 2), optimizer=torch.optim.AdamW, init_from="some/hub-id")
