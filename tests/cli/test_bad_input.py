@@ -194,7 +194,11 @@ def test_bad_export_option_is_one_paragraph(tmp_path, tiny_gan_checkpoint, optio
 # format=diffusers and format=onnx for a run that has no such form (an existing out=: EXPORT_CASES)
 FORMAT_CASES = [
     ("tiny_gan_checkpoint", ["format=diffusers"], ["format=diffusers writes diffusion models", "GAN"]),
-    ("tiny_gpt_checkpoint", ["format=onnx"], ["format=onnx writes the image-making network", "GPT", "format=hf"]),
+    (
+        "tiny_gpt_checkpoint",
+        ["format=onnx"],
+        ["format=onnx writes the image-making network", "LanguageModel", "format=hf"],
+    ),
     (
         "tiny_genkit_unet_checkpoint",
         ["format=diffusers"],

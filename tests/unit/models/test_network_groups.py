@@ -15,7 +15,7 @@ from tests.helpers import TINY_IMAGE_RUN, make_cfg, run_cli, write_tiny_hf_model
 FAMILIES = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 NETWORK_GROUPS = sorted(p.name for p in (CONFIG_DIR / "model").iterdir() if p.is_dir())
 # a data set each family trains on, so that its networks' ${data...} interpolations resolve
-DATA = {"gan": "mnist", "vae": "mnist", "diffusion": "mnist", "gpt": "tinyshakespeare"}
+DATA = {"gan": "mnist", "vae": "mnist", "diffusion": "mnist", "lm": "tinyshakespeare", "gpt": "tinyshakespeare"}
 MLP_GAN = ("model=gan", "model/generator=mlp", "model/discriminator=mlp")
 
 
@@ -37,7 +37,7 @@ def network_choices() -> dict[str, tuple[str, str]]:
 
 
 def test_network_folders_are_groups_not_models():
-    assert FAMILIES == ["diffusion", "gan", "gpt", "vae"]
+    assert FAMILIES == ["diffusion", "gan", "gpt", "lm", "vae"]  # gpt: the language models' old name
     choices = network_choices()
     # every folder is picked by some family's defaults list, and only folders are
     assert sorted(choices) == NETWORK_GROUPS
@@ -47,7 +47,7 @@ def test_network_folders_are_groups_not_models():
         "discriminator": ("gan", "model/discriminator"),
         "encoder": ("vae", "model/encoder"),
         "generator": ("gan", "model/generator"),
-        "lm_net": ("gpt", "model/lm_net@model.net"),
+        "lm_net": ("lm", "model/lm_net@model.net"),
     }
 
 
