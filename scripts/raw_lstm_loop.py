@@ -70,7 +70,10 @@ def zero_state(model: WordLSTM, n: int):
 
 
 @torch.no_grad()
-def mean_loss(model: WordLSTM, data: torch.Tensor, bptt: int) -> float:
+def mean_loss(model: WordLSTM, data: torch.Tensor, bptt: int, max_batches: int | None = None) -> float:
+    """The mean loss per token of `data` (its first max_batches windows when given)."""
+    if max_batches:
+        data = data[: max_batches * bptt + 1]
     model.eval()
     state, total = zero_state(model, data.shape[1]), 0.0
     for i in range(0, len(data) - 1, bptt):
@@ -85,7 +88,9 @@ def mean_loss(model: WordLSTM, data: torch.Tensor, bptt: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--max-batches", type=int, default=None, help="fewer batches an epoch, for a quick check")
+    parser.add_argument(
+        "--max-batches", type=int, default=None, help="fewer batches an epoch and in each evaluation, for a quick check"
+    )
     parser.add_argument("--data-dir", default=None, help="ptb.{train,valid,test}.txt (default: $GENKIT_DATA_DIR/ptb)")
     parser.add_argument("--seed", type=int, default=1111)
     args = parser.parse_args()
@@ -112,14 +117,14 @@ def main() -> None:
             with torch.no_grad():
                 for p in model.parameters():
                     p.add_(p.grad, alpha=-lr)
-        val_loss = mean_loss(model, val, bptt)
+        val_loss = mean_loss(model, val, bptt, args.max_batches)
         print(f"epoch {epoch}: {time.time() - t0:.1f} s, lr {lr:g}, val ppl {math.exp(val_loss):.2f}", flush=True)
         if val_loss < best:
             best, best_state = val_loss, copy.deepcopy(model.state_dict())
         else:
             lr /= 4.0
     model.load_state_dict(best_state)
-    test_loss = mean_loss(model, test, bptt)
+    test_loss = mean_loss(model, test, bptt, args.max_batches)
     result = {"val_ppl": math.exp(best), "test_ppl": math.exp(test_loss), "epochs": args.epochs}
     print(json.dumps({**result, "wall_s": round(time.time() - START, 2)}), flush=True)
 

@@ -1,20 +1,26 @@
 """Time to quality: genkit's recipes end to end (command start to exit), beside what a user would
 run instead, on the same machine in one sitting.
 
-    python scripts/time_to_quality.py                      # both rows, one round each
-    python scripts/time_to_quality.py --rows shakespeare --rounds 2
+    python scripts/time_to_quality.py                      # both rows, 3 rounds at 1 and 2 threads
+    python scripts/time_to_quality.py --rows shakespeare --rounds 5 --threads 1,2 --nanogpt ~/nanoGPT
 
 - shakespeare: `genkit train experiment=gpt_shakespeare_char_cpu` against
   `scripts/raw_gpt_loop.py`, nanoGPT's recipe as a plain PyTorch loop that evaluates like
-  nanoGPT; both end with the exact loss of the whole val split. Rounds alternate which one runs
-  first; the medians count.
+  nanoGPT (both end with the exact loss of the whole val split), and, given a nanoGPT checkout
+  (--nanogpt), nanoGPT's own train.py with the CPU command of its README (its data prepared from
+  genkit's copy of Tiny Shakespeare; its val loss is its 20-batch estimate). Interleaved: each
+  round runs every contender at every thread count (OMP_NUM_THREADS), the order rotating from
+  round to round; the table gives medians and the spread (min-max), the wall ratios of the
+  medians, and the model FLOPs utilisation of each whole command: the training FLOPs of its
+  steps over its wall, against this CPU's fastest matmul (fp32 or bf16, genkit's probe,
+  genkit.runtime.time_matmuls, at the same thread count).
 - ptb: `genkit train experiment=<--ptb-recipe>` (default lstm_ptb) and its test perplexity,
   beside `scripts/raw_lstm_loop.py`, PyTorch's word_language_model example (2 tied layers of
-  200, 6 epochs) as a plain loop, run in the same sitting (`--ptb-reference figure`: the
-  example's figure measured on a 2-core CPU before, 806 s for test ppl 114.5, instead).
+  200, 6 epochs) as a plain loop, run once each in the same sitting (`--ptb-reference figure`:
+  the example's figure measured on a 2-core CPU before, 806 s for test ppl 114.5, instead).
 
 Each command runs in a fresh process, as a user types it; set GENKIT_DATA_DIR for offline data.
-Writes a markdown table to stdout and the figures to --out (JSON).
+Writes markdown tables to stdout and the figures to --out (JSON).
 """
 
 import argparse
@@ -37,11 +43,13 @@ PTB_REFERENCE = {"command": "pytorch/examples word_language_model (2x200 LSTM)",
 PTB_REFERENCE_EPOCHS = 6  # the example's epochs in that figure
 
 
-def timed(cmd: list[str], log: Path) -> float:
-    """Run cmd to completion (output to log); its wall time in seconds. Fails loudly."""
+def timed(cmd: list[str], log: Path, threads: int | None = None, cwd: Path = ROOT) -> float:
+    """Run cmd to completion (output to log) on `threads` threads (OMP_NUM_THREADS; None: torch's
+    default); its wall time in seconds. Fails loudly."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed with status {proc.returncode}; see {log}")
@@ -57,22 +65,55 @@ def last_metric(run_dir: Path, name: str) -> float:
     return float(values[-1])
 
 
-def genkit_run(recipe: str, work: Path, tag: str, metric: str, extra: list[str]) -> dict:
+def genkit_run(recipe: str, work: Path, tag: str, metric: str, extra: list[str], threads: int | None = None) -> dict:
     run_dir = work / tag
     shutil.rmtree(run_dir, ignore_errors=True)
     cmd = [*GENKIT, "train", f"experiment={recipe}", f"hydra.run.dir={run_dir}", *extra]
-    wall = timed(cmd, work / f"{tag}.log")
+    wall = timed(cmd, work / f"{tag}.log", threads)
     return {"wall_s": round(wall, 1), metric: last_metric(run_dir, metric)}
 
 
-def raw_run(work: Path, tag: str, steps: int | None) -> dict:
+def raw_run(work: Path, tag: str, steps: int | None, threads: int | None = None) -> dict:
     log = work / f"{tag}.log"
     cmd = [sys.executable, str(ROOT / "scripts" / "raw_gpt_loop.py"), "--out", str(work / tag)]
     if steps:
         cmd += ["--steps", str(steps)]
-    wall = timed(cmd, log)
+    wall = timed(cmd, log, threads)
     result = json.loads(log.read_text().strip().splitlines()[-1])
     return {"wall_s": round(wall, 1), "val/loss": result["val_loss"]}
+
+
+def nanogpt_data(checkout: Path) -> None:
+    """nanoGPT's data/shakespeare_char/{train,val}.bin, made by its own prepare.py from genkit's
+    copy of Tiny Shakespeare (prepare.py downloads the text only when input.txt is missing)."""
+    folder = checkout / "data" / "shakespeare_char"
+    if (folder / "val.bin").is_file():
+        return
+    copy = Path(os.environ.get("GENKIT_DATA_DIR", "")) / "tinyshakespeare" / "input.txt"
+    if copy.is_file() and not (folder / "input.txt").is_file():
+        shutil.copyfile(copy, folder / "input.txt")
+    subprocess.run([sys.executable, "prepare.py"], cwd=folder, check=True, capture_output=True)
+
+
+def nanogpt_val_loss(log: str) -> float:
+    """The val loss of nanoGPT's last evaluation: `step 2000: train loss 1.7648, val loss 1.8857`."""
+    lines = [line for line in log.splitlines() if line.startswith("step ") and ", val loss " in line]
+    if not lines:
+        sys.exit("nanoGPT's log has no `step N: train loss ..., val loss ...` line")
+    return float(lines[-1].rsplit("val loss ", 1)[1])
+
+
+def nanogpt_run(checkout: Path, work: Path, tag: str, steps: int | None, threads: int | None = None) -> dict:
+    """nanoGPT's train.py with the CPU command of its README (2,000 iterations unless `steps`)."""
+    iters = steps or 2000
+    log = work / f"{tag}.log"
+    cmd = [
+        sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+        "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
+        "--n_embd=128", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--dropout=0.0", f"--out_dir={work / tag}",
+    ]  # fmt: skip
+    wall = timed(cmd, log, threads, cwd=checkout)
+    return {"wall_s": round(wall, 1), "val/loss": nanogpt_val_loss(log.read_text())}
 
 
 def raw_lstm_run(work: Path, epochs: int, max_batches: int | None) -> dict:
@@ -85,34 +126,97 @@ def raw_lstm_run(work: Path, epochs: int, max_batches: int | None) -> dict:
     return {"wall_s": round(wall, 1), "test/ppl": result["test_ppl"]}
 
 
-def shakespeare(work: Path, rounds: int, extra: list[str], steps: int | None) -> list[dict]:
-    genkit, raw = [], []
+def cpu_peak_gflops(threads: int | None) -> dict:
+    """This CPU's fp32 and bf16 matmul GFLOP/s on `threads` threads (genkit's probe), in a fresh
+    process so that the thread count takes."""
+    code = "import json; from genkit.runtime import time_matmuls; print(json.dumps(time_matmuls()))"
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    fp32, bf16 = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"fp32": round(fp32, 1), "bf16": round(bf16, 1)}
+
+
+def train_flops(recipe: str, steps: int, extra: list[str]) -> float:
+    """The training FLOPs of `steps` steps of the recipe's network (GenerativeModel.flops_per_step)."""
+    from genkit.training.build import build
+    from genkit.training.config import compose_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_config("train", [f"experiment={recipe}", *extra], Path(tmp))
+        model = build(cfg, with_trainer=False).model
+    return model.flops_per_step(cfg.data.batch_size) * steps
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def shakespeare(work: Path, rounds: int, threads: list[int], extra: list[str], steps: int | None,
+                nanogpt: Path | None) -> list[dict]:  # fmt: skip
+    recipe = "gpt_shakespeare_char_cpu"
+    contenders = {
+        "genkit": lambda tag, t: genkit_run(recipe, work, tag, "val/loss", extra, t),
+        "plain loop": lambda tag, t: raw_run(work, tag, steps, t),
+    }
+    if nanogpt:
+        nanogpt_data(nanogpt)
+        contenders["nanoGPT"] = lambda tag, t: nanogpt_run(nanogpt, work, tag, steps, t)
+    names = list(contenders)
+    runs = {(name, t): [] for name in names for t in threads}
     for r in range(rounds):
-        order = ("genkit", "raw") if r % 2 == 0 else ("raw", "genkit")
-        for who in order:
-            if who == "genkit":
-                genkit.append(
-                    genkit_run("gpt_shakespeare_char_cpu", work, f"genkit_shakespeare_{r}", "val/loss", extra)
-                )
-            else:
-                raw.append(raw_run(work, f"raw_shakespeare_{r}", steps))
-            print(f"round {r + 1} {who}: {(genkit if who == 'genkit' else raw)[-1]}", file=sys.stderr, flush=True)
-    g_wall = statistics.median(x["wall_s"] for x in genkit)
-    r_wall = statistics.median(x["wall_s"] for x in raw)
-    return [
-        {
-            "row": "shakespeare",
-            "command": "genkit train experiment=gpt_shakespeare_char_cpu",
-            "wall_s": g_wall,
-            "metric": "val loss",
-            "value": statistics.median(x["val/loss"] for x in genkit),
-            "reference": "python scripts/raw_gpt_loop.py",
-            "reference_wall_s": r_wall,
-            "reference_value": statistics.median(x["val/loss"] for x in raw),
-            "ratio": round(g_wall / r_wall, 3),
-            "rounds": {"genkit": genkit, "raw": raw},
-        }
-    ]
+        order = names[r % len(names) :] + names[: r % len(names)]  # who goes first rotates
+        for t in threads:
+            for name in order:
+                tag = f"{name.replace(' ', '_')}_shakespeare_{t}t_{r}"
+                runs[name, t].append(contenders[name](tag, t))
+                print(f"round {r + 1}, {t} threads, {name}: {runs[name, t][-1]}", file=sys.stderr, flush=True)
+    flops = train_flops(recipe, steps or 2000, extra)
+    rows = []
+    for t in threads:
+        peak = cpu_peak_gflops(t)
+        walls = {name: spread([x["wall_s"] for x in runs[name, t]]) for name in names}
+        losses = {name: statistics.median(x["val/loss"] for x in runs[name, t]) for name in names}
+        rows.append(
+            {
+                "row": "shakespeare",
+                "threads": t,
+                "command": f"genkit train experiment={recipe}",
+                "wall_s": walls["genkit"]["median"],
+                "metric": "val loss",
+                "value": losses["genkit"],
+                "reference": "python scripts/raw_gpt_loop.py",
+                "reference_wall_s": walls["plain loop"]["median"],
+                "reference_value": losses["plain loop"],
+                "ratio": round(walls["genkit"]["median"] / walls["plain loop"]["median"], 3),
+                "walls": walls,
+                "values": losses,
+                "ratios": {n: round(walls["genkit"]["median"] / walls[n]["median"], 3) for n in names[1:]},
+                "train_tflop": round(flops / 1e12, 2),
+                "peak_gflops": peak,
+                # end to end: the steps' FLOPs over the whole command's wall, against the fastest matmul
+                "mfu": {n: round(flops / walls[n]["median"] / (max(peak.values()) * 1e9), 4) for n in names},
+                "rounds": {n: runs[n, t] for n in names},
+            }
+        )
+    return rows
+
+
+def shakespeare_table(rows: list[dict]) -> None:
+    print("| threads | contender | wall, median (min-max) | val loss | genkit's wall / its wall | MFU end to end |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        for name, wall in row["walls"].items():
+            ratio = f"{row['ratios'][name]:.2f}x" if name in row["ratios"] else ""
+            print(
+                f"| {row['threads']} | {name} | {wall['median']:.1f} s ({wall['min']:.1f}-{wall['max']:.1f}) | "
+                f"{row['values'][name]:.4f} | {ratio} | {100 * row['mfu'][name]:.1f}% |"
+            )
+    peaks = ", ".join(
+        f"{r['threads']} threads {r['peak_gflops']['fp32']:.0f} / {r['peak_gflops']['bf16']:.0f}" for r in rows
+    )
+    print(
+        f"\nCPU matmul peak, fp32 / bf16 GFLOP/s: {peaks}; training FLOPs of the recipe: {rows[0]['train_tflop']} TFLOP"
+    )
 
 
 def ptb(work: Path, recipe: str, extra: list[str], reference: str, max_batches: int | None) -> list[dict]:
@@ -142,7 +246,9 @@ def ptb(work: Path, recipe: str, extra: list[str], reference: str, max_batches: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="shakespeare,ptb", help="comma-separated: shakespeare, ptb")
-    parser.add_argument("--rounds", type=int, default=1, help="Shakespeare rounds (alternating order)")
+    parser.add_argument("--rounds", type=int, default=3, help="Shakespeare rounds (the order rotating)")
+    parser.add_argument("--threads", default="1,2", help="Shakespeare: comma-separated thread counts")
+    parser.add_argument("--nanogpt", type=Path, default=None, help="Shakespeare: a nanoGPT checkout to run too")
     parser.add_argument("--ptb-recipe", default="lstm_ptb")
     parser.add_argument(
         "--ptb-reference", choices=("measured", "figure"), default="measured",
@@ -153,8 +259,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="fewer steps, for a quick check of the script")
     parser.add_argument("overrides", nargs="*", help="extra overrides for the genkit runs")
     args = parser.parse_args()
-    if args.steps:  # genkit validates at the end of the shortened run, as the plain loop does
+    if args.steps:  # genkit validates at the end of the shortened run, as the plain loops do
         args.overrides += [f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}"]
+    ptb_overrides = list(args.overrides)
+    if args.steps:  # as the plain LSTM loop's --max-batches: as many batches in each evaluation
+        ptb_overrides += [f"trainer.limit_val_batches={args.steps}", f"trainer.limit_test_batches={args.steps}"]
     if not os.environ.get("GENKIT_DATA_DIR"):
         print("GENKIT_DATA_DIR is not set: genkit and the plain loop will download the data", file=sys.stderr)
     work = Path(args.work or tempfile.mkdtemp(prefix="genkit-ttq-"))
@@ -162,19 +271,26 @@ def main() -> None:
     rows = []
     for row in args.rows.split(","):
         if row == "shakespeare":
-            rows += shakespeare(work, args.rounds, args.overrides, args.steps)
+            threads = [int(t) for t in args.threads.split(",")]
+            rows += shakespeare(work, args.rounds, threads, args.overrides, args.steps, args.nanogpt)
         elif row == "ptb":
             # --steps: the plain loop's epochs shortened to as many batches
-            rows += ptb(work, args.ptb_recipe, args.overrides, args.ptb_reference, args.steps)
+            rows += ptb(work, args.ptb_recipe, ptb_overrides, args.ptb_reference, args.steps)
         else:
             sys.exit(f"unknown row {row!r}; choose from shakespeare, ptb")
-    print("| command | wall | result | instead | its wall | its result | wall ratio |")
-    print("|---|---|---|---|---|---|---|")
+    shakespeare_rows = [r for r in rows if r["row"] == "shakespeare"]
+    if shakespeare_rows:
+        shakespeare_table(shakespeare_rows)
+        print()
+    print("| command | threads | wall | result | instead | its wall | its result | wall ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| `{r['command']}` | {r['wall_s']:.0f} s | {r['metric']} {r['value']:.4g} | {r['reference']} | "
-            f"{r['reference_wall_s']:.0f} s | {r['metric']} {r['reference_value']:.4g} | {r['ratio']:.2f}x |"
-        )
+        cells = [
+            f"`{r['command']}`", str(r.get("threads") or "default"), f"{r['wall_s']:.0f} s",
+            f"{r['metric']} {r['value']:.4g}", r["reference"], f"{r['reference_wall_s']:.0f} s",
+            f"{r['metric']} {r['reference_value']:.4g}", f"{r['ratio']:.2f}x",
+        ]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
     Path(args.out).write_text(json.dumps({"rows": rows, "work": str(work)}, indent=1) + "\n")
     print(f"figures: {args.out}; runs and logs: {work}", file=sys.stderr)
 

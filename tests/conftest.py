@@ -27,6 +27,16 @@ def tiny_data_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mnist_classifier_cache(tmp_path_factory) -> Path:
+    """An XDG_CACHE_HOME that every pytest-xdist worker of this session shares: the MNIST domain
+    classifier that evals on the real data train is trained once (genkit's lock makes a second
+    eval wait for the first one's file) and read by the others."""
+    shared = tmp_path_factory.getbasetemp().parent / "shared-xdg-cache"
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
+@pytest.fixture(scope="session")
 def tiny_gan_checkpoint(tmp_path_factory) -> Path:
     """last.ckpt of a tiny GAN trained 4 steps on tiny MNIST look-alikes (shared, read-only)."""
     from genkit.commands.train import train

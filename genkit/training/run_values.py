@@ -14,7 +14,7 @@ import logging
 import math
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class
+from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from genkit.errors import GenkitError
@@ -84,7 +84,7 @@ def _check_arguments(node: DictConfig, where: str, ignored: tuple[str, ...] = ()
     if not isinstance(target, str):
         return
     try:
-        cls = get_class(target)
+        cls = get_object(target)  # a class, or a function that builds one (the progress bar)
         parameters = inspect.signature(cls).parameters
     except Exception:  # not importable: build's contract check says so, in its own words
         return

@@ -50,6 +50,8 @@ def test_bench_gpt_against_the_raw_loop(tmp_path):
     result = json.loads((tmp_path / "b.json").read_text())
     assert result["tokens_per_s"] == pytest.approx(8 * 16 * result["steps_per_s"])
     assert result["ratio_to_raw"] > 0 and len(result["rounds_raw"]) == 2
+    # the model FLOPs utilisation, against this CPU's fastest matmul on the bench's threads
+    assert 0 < result["mfu"] < 1 and result["mfu_peak_gflops"] > 0 and "matmul" in result["mfu_peak"]
 
 
 def test_bench_gan_against_the_raw_loop(tmp_path, tiny_data_root):

@@ -40,6 +40,7 @@ def best_score(path) -> tuple[str, float]:
     return key, float(state["best_model_score"])
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_best_validation_and_sample_uses_it(tmp_path, tiny_data_root):
     train(make_cfg(tmp_path, f"data.root={tiny_data_root}", *VAE_RUN))
     checkpoints = run_dir(tmp_path) / "checkpoints"
@@ -70,6 +71,7 @@ def test_a_family_without_a_checkpoint_metric_has_no_best(tmp_path, tiny_gan_che
         resolve_checkpoint(tiny_gan_checkpoint, tmp_path, "best")
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_a_run_that_no_longer_improves_and_says_why(tmp_path, tiny_data_root, caplog):
     # val/loss never changes, so it stops after 1 + patience validations
     overrides = (*FROZEN_DIFFUSION_RUN, "trainer.max_epochs=20", "callbacks.early_stopping.patience=2")
@@ -80,6 +82,7 @@ def test_early_stopping_stops_a_run_that_no_longer_improves_and_says_why(tmp_pat
     assert ckpt["global_step"] == 3
 
 
+@pytest.mark.slow
 def test_best_and_early_stopping_survive_a_resume(tmp_path, tiny_data_root):
     """With a val/loss that never changes, only the first validation is ever 'best': a resumed run
     that forgot the best so far would write best.ckpt again and restart the patience count."""
@@ -134,6 +137,7 @@ def test_a_final_validation_that_is_best_is_in_best_ckpt(tmp_path, tiny_data_roo
         assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 2
 
 
+@pytest.mark.slow
 def test_a_final_validation_that_is_not_best_counts_for_early_stopping(tmp_path, tiny_data_root):
     """val/loss never changes: best.ckpt stays at the first validation, the final one counts as a
     validation without improvement, and a resumed run goes on counting from there."""

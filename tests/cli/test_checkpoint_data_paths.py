@@ -127,6 +127,7 @@ def _sources(tmp_path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["pairs files", "pairs dataset", "hf_text dataset", "hf_text data_files"])
 def test_a_checkpoint_from_another_machine_never_opens_the_files_its_data_keys_name(tmp_path, monkeypatch, source):
     """Trained here with this machine's key; evaluated as another machine would see it (another

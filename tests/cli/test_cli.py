@@ -26,6 +26,7 @@ def test_help_lists_commands(tmp_path):
     assert "train" in out.stdout and "sample" in out.stdout
 
 
+@pytest.mark.slow
 def test_train_help_lists_groups(tmp_path):
     out = run_cli("train", "--help", cwd=tmp_path)
     assert out.returncode == 0
@@ -33,6 +34,7 @@ def test_train_help_lists_groups(tmp_path):
     assert "data: " in out.stdout and "trainer: " in out.stdout
 
 
+@pytest.mark.slow
 def test_cfg_job_prints_config_without_running(tmp_path):
     out = run_cli("train", "model=gan", "--cfg", "job", cwd=tmp_path)
     assert out.returncode == 0
@@ -120,6 +122,7 @@ def test_progress_logs_the_first_step_without_a_terminal(tmp_path, tiny_data_roo
     assert "step 1/4" in (tmp_path / "run" / "genkit.log").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux's `script` for a terminal")
 def test_on_a_terminal_genkit_log_still_holds_the_progress(tmp_path, tiny_data_root):
     from tests.helpers import TINY_IMAGE_RUN
@@ -134,6 +137,7 @@ def test_on_a_terminal_genkit_log_still_holds_the_progress(tmp_path, tiny_data_r
     assert "step 1/4" in log and "validation  val/d_" in log
 
 
+@pytest.mark.slow
 def test_gan_run_names_its_learning_rates_and_summarises_without_flops(tmp_path, tiny_data_root):
     from tests.helpers import TINY_IMAGE_RUN
 

@@ -39,6 +39,7 @@ def _is_colour(png: Path) -> bool:
     return any(len(set(pixel)) > 1 for pixel in image.getdata())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("size", [32, 64])
 def test_every_family_trains_on_a_folder_of_colour_pictures(tmp_path, pictures, family, size):
@@ -53,6 +54,7 @@ def test_every_family_trains_on_a_folder_of_colour_pictures(tmp_path, pictures, 
     assert width > 8 * size  # an 8x8 grid of size-pixel images
 
 
+@pytest.mark.slow
 def test_a_conditional_diffusion_model_draws_a_row_per_sub_folder(tmp_path, pictures):
     cfg = make_cfg(tmp_path, "data=image_folder", f"data.path={pictures}", "data.image_size=32",
                    f"data.cache_dir={tmp_path / 'cache'}", *TINY_IMAGE_RUN, "data.val_size=6",

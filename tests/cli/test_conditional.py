@@ -178,6 +178,7 @@ def sample_ok(tmp_path, *args: str):
     return out
 
 
+@pytest.mark.slow
 def test_sample_by_label_and_all_labels_grid(tmp_path, tiny_cdiffusion_checkpoint):
     ckpt = f"ckpt={tiny_cdiffusion_checkpoint}"
     out = sample_ok(tmp_path, ckpt, "label=7", "n=4", f"out={tmp_path}/seven.png")
@@ -216,6 +217,7 @@ def test_unconditional_checkpoint_written_before_conditioning_still_loads(tmp_pa
     assert not model.conditional and model.sample(3).shape == (3, 1, 28, 28)
 
 
+@pytest.mark.slow
 def test_fashion_classes_by_name_through_the_cli(tmp_path, tiny_data_root):
     from genkit.commands.train import train
     from tests.helpers import TINY_IMAGE_RUN, make_cfg
@@ -231,6 +233,7 @@ def test_fashion_classes_by_name_through_the_cli(tmp_path, tiny_data_root):
     assert out.returncode == 2 and "7 (Sneaker)" in " ".join(out.stderr.split())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["vae", "gan"])
 def test_conditional_vae_and_gan_train_sample_and_eval(tmp_path, tiny_data_root, family):
     from genkit.commands.train import train

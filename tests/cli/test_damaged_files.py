@@ -2,12 +2,15 @@
 a text too short for its splits, an image folder with a symlink loop. Never a traceback, never a
 silently wrong result."""
 
+import pytest
+
 from genkit.checkpoints.files import load_checkpoint
 from genkit.commands.train import train
 from tests.cli.test_bad_input import assert_one_paragraph
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg
 
 
+@pytest.mark.slow
 def test_a_zero_byte_last_checkpoint_resumes_from_the_newest_step_checkpoint(tmp_path, tiny_data_root):
     every = "callbacks.model_checkpoint.every_n_train_steps=2"
     cfg = make_cfg(tmp_path, f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, every,
@@ -32,6 +35,7 @@ def text_run(tmp_path, path, *extra) -> list[str]:
             "trainer.accelerator=cpu", "trainer.precision=32-true", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_text_in_another_encoding_needs_data_encoding(tmp_path):
     latin = tmp_path / "cafe.txt"
     latin.write_bytes(("Café au lait, crème brûlée.\n" * 80).encode("latin-1"))

@@ -36,6 +36,7 @@ def test_classifier_is_cached_and_reused(tmp_path, tiny_data_root):
         assert torch.equal(a.cpu(), b.cpu())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["vae", "gan"])
 def test_eval_cli_writes_json(tmp_path, tiny_data_root, model):
     extra = ["model.test_nll_samples=8"] if model == "vae" else []
@@ -68,7 +69,7 @@ def test_nll_samples_auto_caps_on_cpu_only():
 
 @pytest.mark.slow
 @needs_shared("mnist")
-def test_real_vs_real_fid_is_near_zero(tmp_path):
+def test_real_vs_real_fid_is_near_zero(tmp_path, mnist_classifier_cache):
     out = run_cli(
         "eval",
         "real=true",
@@ -77,7 +78,7 @@ def test_real_vs_real_fid_is_near_zero(tmp_path):
         "classifier_epochs=1",
         f"out={tmp_path}/r.json",
         cwd=tmp_path,
-        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        env={"XDG_CACHE_HOME": str(mnist_classifier_cache)},
         timeout=900,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -89,7 +90,7 @@ def test_real_vs_real_fid_is_near_zero(tmp_path):
 
 @pytest.mark.slow
 @needs_shared("mnist")
-def test_train_vae_then_eval_cli(tmp_path):
+def test_train_vae_then_eval_cli(tmp_path, mnist_classifier_cache):
     run = tmp_path / "run"
     out = run_cli("train", "model=vae", "data=mnist", "++trainer.max_steps=30", f"hydra.run.dir={run}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -100,7 +101,7 @@ def test_train_vae_then_eval_cli(tmp_path):
         "nll_samples=10",
         "classifier_epochs=1",
         cwd=tmp_path,
-        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        env={"XDG_CACHE_HOME": str(mnist_classifier_cache)},
         timeout=900,
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -3,6 +3,7 @@ model/denoiser=diffusers_unet comes back from its checkpoint (the trusted-class 
 diffusers' DDIMPipeline opens the folder and samples from it."""
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DDIMPipeline
 
@@ -10,6 +11,7 @@ from genkit.commands.train import train
 from tests.helpers import TINY_IMAGE_RUN, cli_in_process, make_cfg, write_tiny_image_set
 
 
+@pytest.mark.slow
 def test_a_diffusers_unet_run_exports_to_a_pipeline_that_samples(tmp_path):
     root = tmp_path / "data"
     write_tiny_image_set(root / "mnist")

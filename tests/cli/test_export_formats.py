@@ -74,6 +74,7 @@ def _no_pickle(monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["gpt", "gan"])
 def test_safetensors_export_samples_and_evaluates_without_pickle(tmp_path, request, monkeypatch, family):
     ckpt = request.getfixturevalue(f"tiny_{family}_checkpoint")
@@ -112,6 +113,7 @@ def test_overwrite_replaces_an_existing_export(tmp_path, tiny_gan_checkpoint):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
+@pytest.mark.slow
 def test_a_tiny_llama_trains_with_lora_samples_evaluates_and_exports_to_transformers(tmp_path):
     """The issue's bar: a Llama-architecture model fine-tuned with LoRA through genkit, exported
     with format=hf, generates in transformers the greedy tokens that `genkit sample` gives."""
@@ -169,6 +171,7 @@ def test_a_safetensors_export_starts_a_new_run(tmp_path, tiny_gpt_checkpoint):
         assert torch.equal(started.state_dict()[name], value), name
 
 
+@pytest.mark.slow
 def test_a_label_head_exports_as_a_sequence_classifier_with_genkits_predictions(tmp_path):
     """model.head=labels, exported with format=hf: `pipeline("text-classification")` on the plain
     prompts (the folder as a user opens it, nothing added by hand) gives the labels and

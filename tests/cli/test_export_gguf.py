@@ -52,6 +52,7 @@ def test_genkits_gpt_as_gguf_holds_its_weights_and_tokenizer(tmp_path, tiny_gpt_
     assert fields["tokenizer.ggml.bos_token_id"] == tokenizer.eot_id and fields["tokenizer.ggml.add_bos_token"]
 
 
+@pytest.mark.slow
 def test_a_llama_run_as_gguf_in_llama_cpps_rotary_layout(tmp_path):
     from genkit.commands.train import train
     from tests.helpers import hf_text_run, make_cfg, write_tiny_hf_model

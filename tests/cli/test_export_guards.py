@@ -89,6 +89,7 @@ def test_a_loose_checkpoint_and_its_folder_are_refused(tmp_path, tiny_gan_checkp
     assert files_of(loose) == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_only_an_earlier_export(tmp_path, tiny_gan_checkpoint):
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -93,6 +93,7 @@ def trained_state(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_freeze_and_train_only_keep_what_they_name(tmp_path, gpt_source, caplog):
     before = trained_state(gpt_source)
     fix = ("data.lowercase=true", "data.unknown_chars=drop")
@@ -114,6 +115,7 @@ def test_freeze_and_train_only_keep_what_they_name(tmp_path, gpt_source, caplog)
         assert torch.equal(before[name], after[name]) != trained, name
 
 
+@pytest.mark.slow
 def test_a_gan_fine_tunes_with_its_discriminators_first_layer_fixed(tmp_path, tiny_data_root):
     """docs/fine-tuning.md: `genkit train data=fashion_mnist model.init_from=<gan run>
     finetune.freeze=[discriminator.net.0.*]`"""
@@ -141,6 +143,7 @@ def _base_name(name: str) -> str:
     return name.replace(".base_layer.", ".")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["gpt", *IMAGE_FAMILIES])
 def test_lora_trains_only_adapters_and_export_merges_them(tmp_path, tiny_data_root, family):
     if family == "gpt":
@@ -204,6 +207,7 @@ def test_a_short_lora_run_ends_with_a_best_checkpoint(tmp_path, gpt_source):
     assert float(state["best_model_score"]) == pytest.approx(metrics["val/loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_scores_the_starting_model_beside_the_finetuned_one_once(tmp_path, gpt_source):
     run = tmp_path / "ft" / "outputs" / "run"
     fix = ("data.lowercase=true", "data.unknown_chars=drop")

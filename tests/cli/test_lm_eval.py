@@ -14,6 +14,7 @@ from tests.pairs_helpers import tiny_pairs_run
 LABELS = ["blue", "green", "red"]  # the tiny task's labels, sorted as genkit sorts a label set
 
 
+@pytest.mark.slow
 def test_lm_eval_scores_genkit_serve_as_genkit_eval_does(tmp_path, monkeypatch):
     lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a dev dependency (pip install -e '.[dev]')")
     from lm_eval.tasks import TaskManager

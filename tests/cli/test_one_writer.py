@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from genkit.checkpoints.files import load_checkpoint
 from genkit.runs.lock import LOCK_FILE, STALE_AFTER_S
 from tests.cli.hold import hold_at
@@ -75,6 +77,7 @@ class Output:
         return "".join(self.lines)
 
 
+@pytest.mark.slow
 def test_a_second_training_in_a_running_directory_is_refused_or_waits(tmp_path, tiny_data_root):
     """The first run is held at step 5 (tests.cli.hold) until the run that waits has said so: the
     second and third runs meet a run that trains however long each takes to start."""

@@ -40,6 +40,7 @@ def test_prepare_writes_the_training_rows_as_chunks_and_the_evaluation_files_who
             assert (pair_shards / f"{split}{suffix}").is_file()
 
 
+@pytest.mark.slow
 def test_a_run_on_pair_shards_resumes_mid_epoch_on_the_batches_of_an_uninterrupted_one_and_evaluates(
     tmp_path, pair_shards
 ):
@@ -56,6 +57,7 @@ def test_a_run_on_pair_shards_resumes_mid_epoch_on_the_batches_of_an_uninterrupt
     assert set(report["test/classification_report"]["per_label"]) == {"red", "green", "blue"}
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_a_pair_shards_run_completes_prompts_without_the_shards(tmp_path, pair_shards):
     shards = tmp_path / "shards"
     shutil.copytree(pair_shards, shards)

@@ -3,6 +3,8 @@ completing a file of prompts, for the transformer and the LSTM."""
 
 import json
 
+import pytest
+
 from tests.helpers import cli_in_process
 from tests.pairs_helpers import tiny_pairs_run
 
@@ -13,6 +15,7 @@ def _train(tmp_path, name, *overrides):
     return tmp_path / name
 
 
+@pytest.mark.slow
 def test_label_task_eval_writes_the_report_and_before(tmp_path):
     run = tiny_pairs_run(tmp_path, "labels")
     start = _train(tmp_path, "start", *run)
@@ -36,6 +39,7 @@ def test_label_task_eval_writes_the_report_and_before(tmp_path):
     assert "macro avg" in out.stdout
 
 
+@pytest.mark.slow
 def test_text_task_with_an_lstm_scores_rouge_and_completes_a_file(tmp_path):
     run = tiny_pairs_run(tmp_path, "text")
     # long_prompts=cut: a prompt longer than the context is completed from its end, in sampling too
@@ -60,6 +64,7 @@ def test_text_task_with_an_lstm_scores_rouge_and_completes_a_file(tmp_path):
     assert [r["id"] for r in rows] == [7, 8, 9] and all(isinstance(r["prediction"], str) for r in rows)
 
 
+@pytest.mark.slow
 def test_label_task_on_a_hugging_face_network(tmp_path):
     from tests.helpers import write_tiny_hf_model
 
@@ -72,6 +77,7 @@ def test_label_task_on_a_hugging_face_network(tmp_path):
     assert "test/macro_f1" in report and "test/macro_f1" in report["before"]
 
 
+@pytest.mark.slow
 def test_a_label_head_trains_and_answers_with_labels_on_each_network(tmp_path):
     """model.head=labels on the transformer, the LSTM and a Hugging Face network: eval scores the
     head (its checkpoint loads with the layer), balanced and logit-adjusted losses train."""
@@ -127,6 +133,7 @@ def test_a_label_head_trains_and_answers_with_labels_on_each_network(tmp_path):
     assert [c["text"] for c in answer.json()["choices"]] == [rows[0]["prediction"]] * 2
 
 
+@pytest.mark.slow
 def test_lora_on_a_label_task_trains_the_label_rows_and_nothing_else_of_the_embedding(tmp_path):
     import torch
 

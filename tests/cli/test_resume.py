@@ -41,6 +41,7 @@ def ckpt_step(path) -> int:
     return load_checkpoint(path)["global_step"]
 
 
+@pytest.mark.slow
 def test_resume_after_normal_stop_continues_at_the_same_step(tmp_path, tiny_data_root):
     run = tmp_path / "outputs" / "run"
     train(tiny_gan(tmp_path, tiny_data_root, "trainer.max_steps=6", "trainer.max_epochs=-1"))
@@ -54,6 +55,7 @@ def test_resume_after_normal_stop_continues_at_the_same_step(tmp_path, tiny_data
     assert max(int(r["step"]) for r in rows_after) >= 9
 
 
+@pytest.mark.slow
 def test_resumed_run_sees_exactly_the_unseen_batches(tmp_path, tiny_data_root):
     """80 training images in batches of 16: 5 batches an epoch; stop at 7 (mid-epoch), resume to 12."""
     common = ("trainer.max_epochs=-1", "data.split_seed=3")
@@ -82,6 +84,7 @@ def test_resumed_run_sees_exactly_the_unseen_batches(tmp_path, tiny_data_root):
     assert len(straight.read_text().splitlines()) == 12
 
 
+@pytest.mark.slow
 def test_a_gpt_run_resumed_mid_epoch_sees_exactly_the_unseen_windows(tmp_path):
     """With max_epochs set, the GPT's LR schedule counts the run's steps while the optimizer is
     configured, which builds the training loader before the checkpoint is restored: the loader's
@@ -166,6 +169,7 @@ def trained_to_6_killed_before_last(tmp_path, root) -> tuple[object, object]:
     return checkpoints.parent, checkpoints
 
 
+@pytest.mark.slow
 def test_resume_takes_a_step_checkpoint_newer_than_last_and_says_so(tmp_path, tiny_data_root):
     run, checkpoints = trained_to_6_killed_before_last(tmp_path, tiny_data_root)
     seen = tmp_path / "resumed_batches.txt"
@@ -181,6 +185,7 @@ def test_resume_takes_a_step_checkpoint_newer_than_last_and_says_so(tmp_path, ti
     assert ckpt_step(checkpoints / "last.ckpt") == 8
 
 
+@pytest.mark.slow
 def test_resume_given_a_run_directory_takes_its_newest_intact_checkpoint(tmp_path, tiny_data_root):
     """resume=<run dir> from another directory: the same rule, and a damaged newer file is named."""
     run, checkpoints = trained_to_6_killed_before_last(tmp_path / "a", tiny_data_root)
@@ -197,6 +202,7 @@ def test_resume_given_a_run_directory_takes_its_newest_intact_checkpoint(tmp_pat
     assert ckpt_step(checkpoints / "last.ckpt") == 4  # the other run's files are only read
 
 
+@pytest.mark.slow
 def test_resume_from_an_export_names_model_init_from(tmp_path, tiny_gan_checkpoint, tiny_data_root):
     """A `genkit export` holds weights without trainer state: today's KeyError, now one paragraph."""
     exported = tmp_path / "exported.ckpt"
@@ -226,7 +232,7 @@ def test_resume_from_a_damaged_file_says_to_pass_the_run_directory(tmp_path, tin
 def test_signals_save_and_print_a_resume_command_that_works(tmp_path, tiny_data_root, signum, code):
     # held at step 10 until the signal is sent, so that it always arrives mid-run, before max_steps
     hold, held, release = hold_at(10, tmp_path)
-    proc, run = start_training(tmp_path, tiny_data_root, hold, max_steps=400)
+    proc, run = start_training(tmp_path, tiny_data_root, hold, max_steps=40)
     try:
         assert wait_for(lambda: held.exists() or proc.poll() is not None, timeout=600)
         assert held.exists(), (tmp_path / "train.log").read_text()[-3000:]
@@ -251,7 +257,7 @@ def test_signals_save_and_print_a_resume_command_that_works(tmp_path, tiny_data_
     out = run_cli(*args[1:], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in out.stdout
-    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 400
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 40
 
 
 def test_nan_before_any_checkpoint_says_nothing_is_kept(tmp_path, tiny_data_root):
@@ -275,6 +281,7 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_directory(tmp_path, ti
     assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data_root):
     out = run_cli(
         "train",
@@ -298,6 +305,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert all(torch.isfinite(t).all() for t in good["state_dict"].values())
 
 
+@pytest.mark.slow
 def test_corrupt_last_checkpoint_is_named_on_resume(tmp_path, tiny_data_root):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

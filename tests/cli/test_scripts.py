@@ -21,10 +21,10 @@ def run_script(name: str, *args: str, cwd, timeout: int) -> subprocess.Completed
     return out
 
 
-def time_to_quality(tmp_path, row: str, steps: int, timeout: int) -> tuple[dict, str]:
+def time_to_quality(tmp_path, row: str, steps: int, timeout: int, *extra: str) -> tuple[dict, str]:
     """One row of scripts/time_to_quality.py, shortened to `steps`: the row and the printed table."""
     out = run_script("time_to_quality.py", "--rows", row, "--steps", str(steps), "--work", str(tmp_path / "work"),
-                     "--out", str(tmp_path / "ttq.json"), cwd=tmp_path, timeout=timeout)  # fmt: skip
+                     "--out", str(tmp_path / "ttq.json"), *extra, cwd=tmp_path, timeout=timeout)  # fmt: skip
     (result,) = json.loads((tmp_path / "ttq.json").read_text())["rows"]
     return result, out.stdout
 
@@ -32,15 +32,18 @@ def time_to_quality(tmp_path, row: str, steps: int, timeout: int) -> tuple[dict,
 @pytest.mark.slow
 @needs_shared("tinyshakespeare")
 def test_time_to_quality_runs_genkit_and_the_plain_loop(tmp_path):
-    row, table = time_to_quality(tmp_path, "shakespeare", 20, timeout=600)
-    assert row["command"] == "genkit train experiment=gpt_shakespeare_char_cpu"
+    row, table = time_to_quality(tmp_path, "shakespeare", 20, 600, "--rounds", "1", "--threads", "1")
+    assert row["command"] == "genkit train experiment=gpt_shakespeare_char_cpu" and row["threads"] == 1
     # both ran 20 steps from ln(65) = 4.17 nats down, and were timed
     assert 2.0 < row["value"] < 4.17 and 2.0 < row["reference_value"] < 4.17
     assert row["wall_s"] > 0 and row["reference_wall_s"] > 0
     assert math.isclose(row["ratio"], row["wall_s"] / row["reference_wall_s"], rel_tol=0.01)
     assert "| `genkit train experiment=gpt_shakespeare_char_cpu` |" in table
-    raw_log = (tmp_path / "work" / "raw_shakespeare_0.log").read_text()
-    assert "step 0: train" in raw_log and (tmp_path / "work" / "raw_shakespeare_0" / "ckpt.pt").is_file()
+    # the end-to-end utilisation: 20 steps' training FLOPs over each whole command, against the CPU's peak
+    assert 0 < row["mfu"]["genkit"] < 1 and row["train_tflop"] > 0 and row["peak_gflops"]["fp32"] > 0
+    assert "| 1 | genkit |" in table and "| 1 | plain loop |" in table
+    raw_log = (tmp_path / "work" / "plain_loop_shakespeare_1t_0.log").read_text()
+    assert "step 0: train" in raw_log and (tmp_path / "work" / "plain_loop_shakespeare_1t_0" / "ckpt.pt").is_file()
 
 
 @pytest.mark.slow
@@ -63,6 +66,7 @@ def test_the_plain_gpt_loop_runs_in_bf16_when_asked(tmp_path):
     assert result["steps"] == 5 and 2.0 < result["val_loss"] < 4.5
 
 
+@pytest.mark.slow
 @needs_shared("wordnet")
 def test_pairs_padding_speed_measures_grouped_batches_padding_less(tmp_path):
     out = run_script("pairs_padding_speed.py", "--records", "256", "--steps", "2", cwd=tmp_path, timeout=300).stdout
@@ -75,6 +79,7 @@ def test_pairs_padding_speed_measures_grouped_batches_padding_less(tmp_path):
     assert "packed (text windows)" in out
 
 
+@pytest.mark.slow
 def test_task_curve_reads_a_pairs_runs_validations(tmp_path):
     """scripts/task_curve.py: one row per validation of a real run, minutes counted after --before."""
     from tests.helpers import cli_in_process
@@ -94,3 +99,21 @@ def test_task_curve_reads_a_pairs_runs_validations(tmp_path):
     assert [int(step) for step, _, _ in rows] == [2, 4]
     assert all(2.0 <= float(minutes) < 5.0 and 0 <= float(value) <= 1 for _, minutes, value in rows)
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.slow
+@needs_shared("tinyshakespeare")
+def test_run_breakdown_gives_every_second_of_the_command_to_one_place(tmp_path):
+    run_script("run_breakdown.py", "--threads", "1", "--ops", "3", "--work", str(tmp_path / "work"),
+               "--out", str(tmp_path / "b.json"), "trainer.max_steps=12", "trainer.val_check_interval=6",
+               cwd=tmp_path, timeout=600)  # fmt: skip
+    report = json.loads((tmp_path / "b.json").read_text())
+    (run,) = report["runs"]
+    assert run["threads"] == 1 and run["steps"] == 12
+    seconds = run["seconds"]
+    # the categories cover the whole command, and none twice
+    assert math.isclose(sum(seconds.values()), run["wall_s"], rel_tol=1e-3)
+    assert seconds["start-up"] > 1 and seconds["steps"] > 0 and seconds["validation"] > 0 and seconds["exit"] > 0
+    (ops,) = report["ops"]
+    assert ops["steps"] == 3 and ops["self_cpu_s"]["matrix products"] > 0
+    assert 0 < ops["model_gflops"] < max(ops["peak_gflops"].values()) * 1.5

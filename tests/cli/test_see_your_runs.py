@@ -24,6 +24,7 @@ def _tensorboard_tags(folder: Path) -> dict:
     return accumulator
 
 
+@pytest.mark.slow
 def test_sample_grids_and_texts_reach_tensorboard(tmp_path, tiny_data_root):
     train(make_cfg(tmp_path / "gan", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "logger=tensorboard"))
     # TensorBoard adds to genkit's own record, which curves.png is drawn from
@@ -45,6 +46,7 @@ def in_genkit_runs(outputs: Path, cwd: Path) -> dict:
     return row
 
 
+@pytest.mark.slow
 def test_sample_grids_reach_an_offline_wandb_run_that_keeps_metrics_csv(tmp_path, tiny_data_root):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "GENKIT_DATA_DIR": str(tiny_data_root)}
     run = tmp_path / "outputs" / "run"
@@ -61,6 +63,7 @@ def test_sample_grids_reach_an_offline_wandb_run_that_keeps_metrics_csv(tmp_path
     assert row["monitor"] == "val/loss" and row["last"] is not None and row["steps"] == 4
 
 
+@pytest.mark.slow
 def test_mlflow_and_tensorboard_together_beside_metrics_csv(tmp_path, tiny_data_root):
     """logger=[tensorboard,mlflow]: both, and metrics.csv; MLflow's store under paths.log_dir
     (outputs/mlflow.db, files in outputs/mlruns), read back with MLflow's own client: the
@@ -84,6 +87,7 @@ def test_mlflow_and_tensorboard_together_beside_metrics_csv(tmp_path, tiny_data_
     assert row["monitor"] == "val/loss" and row["last"] == pytest.approx(metrics["val/loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_runs_end_with_curves_and_a_sweep_plots_on_one_chart(tmp_path, tiny_data_root):
     sweep = tmp_path / "sweep"
     out = cli_in_process(
@@ -135,6 +139,7 @@ def test_genkit_runs_lists_runs_with_their_status(tmp_path, tiny_data_root):
     assert cli_in_process("runs", str(tmp_path / "nope"), cwd=tmp_path).returncode == 2
 
 
+@pytest.mark.slow
 def test_eval_reports_progress_and_two_evals_train_the_classifier_once(tmp_path, tiny_data_root):
     """Two processes ask for the classifier of a fresh cache at once: one trains, one waits."""
     code = (

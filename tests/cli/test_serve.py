@@ -10,6 +10,7 @@ from tests.cli.genkit_server import genkit_server
 from tests.helpers import wait_for
 
 
+@pytest.mark.slow
 def test_openai_client_gets_completions_streamed_and_not(tmp_path, tiny_gpt_checkpoint):
     openai = pytest.importorskip("openai", reason="the openai client is a dev dependency (pip install -e '.[dev]')")
     with genkit_server(tiny_gpt_checkpoint, tmp_path) as server:
@@ -25,6 +26,7 @@ def test_openai_client_gets_completions_streamed_and_not(tmp_path, tiny_gpt_chec
         assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_openai_client_gets_chat_answers_streamed_and_not(tmp_path):
     """/v1/chat/completions answers the prompt the run's chat template makes of the messages: the
     same text as a completion of that prompt, with the same seed."""
@@ -55,6 +57,7 @@ def test_openai_client_gets_chat_answers_streamed_and_not(tmp_path):
         assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path, tiny_gpt_checkpoint):
     # a 3 s batching window holds the request in the server while SIGTERM arrives
     with genkit_server(tiny_gpt_checkpoint, tmp_path, "batch_window_ms=3000") as server:
@@ -82,6 +85,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path, tiny_gpt_c
         assert "Traceback" not in "".join(server.log)
 
 
+@pytest.mark.slow
 def test_load_script_prints_its_table(tmp_path, tiny_gpt_checkpoint):
     import subprocess
     import sys

@@ -36,6 +36,7 @@ def _wait(driver, condition, seconds: float = 60):
     return WebDriverWait(driver, seconds).until(condition)
 
 
+@pytest.mark.slow
 def test_page_generates_text(tmp_path, browser, tiny_gpt_checkpoint):
     from selenium.webdriver.common.by import By
 
@@ -53,6 +54,7 @@ def test_page_generates_text(tmp_path, browser, tiny_gpt_checkpoint):
         assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_page_generates_images_of_a_class(tmp_path, browser, tiny_cdiffusion_checkpoint):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

@@ -38,6 +38,7 @@ def shards_run(tmp_path, shards, *extra):
     return make_cfg(tmp_path, "model=lm", "data=text_shards", f"data.path={shards}", *SMALL, *extra)
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_epoch_from_shards_trains_on_the_batches_of_an_uninterrupted_one(tmp_path, text_shards):
     # max_epochs set: the GPT's LR schedule counts the steps, which builds the loader before the restore
     common = ("trainer.max_epochs=3", "trainer.val_check_interval=4", "++trainer.limit_val_batches=1")
@@ -45,6 +46,7 @@ def test_a_run_resumed_mid_epoch_from_shards_trains_on_the_batches_of_an_uninter
     assert_resumed_run_draws_the_batches_of_a_straight_one(tmp_path, run, stop=5, steps=10)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_a_shards_run_samples_without_the_shards(tmp_path, text_shards):
     shards = tmp_path / "shards"
     shutil.copytree(text_shards, shards)
@@ -179,6 +181,7 @@ def test_a_disk_that_fills_while_shards_are_written_leaves_no_shards(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "corpus.txt"]
 
 
+@pytest.mark.slow
 def test_training_streams_shards_from_object_storage(tmp_path, text_shards, monkeypatch):
     """s3:// through an S3 server on 127.0.0.1 (moto's): the shards are copied there as a user
     would (`aws s3 sync`), and a run reads them with the S3 client LitData uses."""
@@ -214,6 +217,7 @@ def test_training_streams_shards_from_object_storage(tmp_path, text_shards, monk
         server.stop()
 
 
+@pytest.mark.slow
 def test_picture_shards_train_and_a_resumed_run_draws_the_batches_of_an_uninterrupted_one(tmp_path, tiny_data_root):
     """genkit prepare data=mnist (the tiny look-alike: 64 training pictures), then a GAN trained on
     the shards, stopped mid-epoch and resumed, against one run straight through."""

@@ -7,6 +7,7 @@ from genkit.checkpoints.files import load_checkpoint
 from tests.helpers import TINY_IMAGE_RUN, run_cli, tiny_text_run
 
 
+@pytest.mark.slow
 def test_multirun_of_two_jobs(tmp_path, tiny_data_root):
     out = run_cli(
         "train", "-m", f"data.root={tiny_data_root}", *TINY_IMAGE_RUN, "model.optimizer_g.lr=1e-4,2e-4", cwd=tmp_path

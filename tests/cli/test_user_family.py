@@ -76,7 +76,8 @@ def user_dir(tmp_path: Path) -> Path:
     return user
 
 
-def test_user_family_trains_samples_and_evaluates(tmp_path, tiny_data_root, user_dir):
+@pytest.mark.slow
+def test_user_family_trains_samples_and_evaluates(tmp_path, tiny_data_root, user_dir, monkeypatch):
     env = {"PYTHONPATH": str(user_dir), "GENKIT_DATA_DIR": str(tiny_data_root), "XDG_CACHE_HOME": str(tmp_path)}
     run = tmp_path / "run"
     config_dir = str(user_dir / "my_configs")
@@ -98,9 +99,10 @@ def test_user_family_trains_samples_and_evaluates(tmp_path, tiny_data_root, user
     assert grid.is_file()
 
     # the family's own sample option, declared once on its class
-    out = run_cli("sample", "--config-dir", config_dir, "--help", cwd=tmp_path, env=env)
+    monkeypatch.syspath_prepend(str(user_dir))  # in this process, as PYTHONPATH does in a new one
+    out = cli_in_process("sample", "--config-dir", config_dir, "--help", cwd=tmp_path, env=env)
     assert "TinyAutoencoder:" in out.stdout and "spread=1.0" in out.stdout, out.stdout
-    out = run_cli("sample", "--config-dir", config_dir, f"ckpt={run}", "spread=0", trust, cwd=tmp_path, env=env)
+    out = cli_in_process("sample", "--config-dir", config_dir, f"ckpt={run}", "spread=0", trust, cwd=tmp_path, env=env)
     assert out.returncode == 2 and "spread=0 is not valid" in out.stderr and "above 0" in out.stderr, out.stderr
     wide = tmp_path / "wide.png"
     out = run_cli("sample", "--config-dir", config_dir, f"ckpt={run}", "n=9", f"out={wide}", "spread=3", trust,

@@ -69,6 +69,7 @@ def test_the_probe_runs_once_per_cpu_and_is_kept(tmp_path, fake_cpu):
 GAN_RUN = [o for o in TINY_IMAGE_RUN if not o.startswith("trainer.precision")] + ["trainer.max_steps=2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("speeds,precision", [(AVX512_BF16_NO_AMX, "bf16-mixed"), (NEITHER, "32-true")])
 def test_the_run_log_says_which_precision_and_why(tmp_path, fake_cpu, tiny_data_root, caplog, speeds, precision):
     from genkit.commands.train import train

@@ -156,6 +156,7 @@ def test_changed_data_changes_the_cache_key(tmp_path):
     assert key("data.dataset=text", f"data.data_files={corpus}") != before
 
 
+@pytest.mark.slow
 def test_wikitext2_trains_from_a_local_copy(tmp_path):
     rows = {"train": wikitext_like(120), "validation": wikitext_like(8), "test": wikitext_like(6)}
     folder = save(tmp_path / "wikitext-2-v1", **rows)

@@ -65,6 +65,7 @@ def test_batches_equal_what_the_in_memory_path_made(tmp_path, layout):
     assert torch.equal(dm.train_set.images, old["train"].images)  # the whole split, for genkit eval
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["fork", "spawn"])  # fork on Linux, spawn on macOS
 def test_two_worker_processes_decode_what_one_does(tmp_path, monkeypatch, start):
     monkeypatch.setattr(image_folder, "START_METHOD", start)

@@ -176,6 +176,7 @@ def drawn(module, loader, n: int) -> list:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mix", [[3, 1], None])
 @pytest.mark.parametrize("workers", [0, 2])
 def test_mixed_sources_resume_with_the_batches_an_uninterrupted_run_draws(tmp_path, mix, workers):

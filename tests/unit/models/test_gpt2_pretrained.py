@@ -74,6 +74,7 @@ def test_fine_tune_a_few_steps(tmp_path, tiny_gpt2):
     assert dm.tokenizer.encode("hello world") == pretrained.encode("hello world")
 
 
+@pytest.mark.slow
 def test_lora_on_gpt2_as_the_readme_says(tmp_path, tiny_gpt2):
     """docs/fine-tuning.md: `genkit train model=lm model.init_from=gpt2 finetune.lora.r=8 data=text
     data.path=<folder>`, on a tiny random GPT-2 folder instead of the hub's."""

@@ -41,6 +41,7 @@ def test_logits_and_greedy_tokens_equal_transformers(tmp_path, tiny_hf, arch):
     )
 
 
+@pytest.mark.slow
 def test_trains_from_its_weights_with_lora_and_gradient_checkpointing(tmp_path, tiny_hf):
     run = [*hf_text_run(tmp_path, tiny_hf["qwen2"]), "finetune.lora.r=4", "model.net.gradient_checkpointing=true"]
     cfg = make_cfg(tmp_path, *run)

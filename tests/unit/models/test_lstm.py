@@ -106,6 +106,7 @@ def test_network_interface():
     assert transformer.flops_per_token() == 6 * n + 12 * 2 * 8 * 16
 
 
+@pytest.mark.slow
 def test_gpt_with_an_lstm_trains_checkpoints_samples_and_evaluates(tmp_path):
     metrics = train(make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN, "test=true"))
     assert all(math.isfinite(metrics[k]) for k in ("train/loss", "val/loss", "test/ppl"))
@@ -141,6 +142,7 @@ def test_lstm_ptb_recipe_builds_with_sgd(tmp_path):
     assert model.flops_per_step(20) == model.net.flops_per_token() * 35 * 20
 
 
+@pytest.mark.slow
 def test_an_lstm_run_starts_a_fine_tuning_run(tmp_path):
     """model.init_from=<an LSTM run>: the new run takes its sizes and weights, and trains in full."""
     train(make_cfg(tmp_path, *tiny_text_run(tmp_path), *TINY_LSTM_RUN))

@@ -79,6 +79,7 @@ def test_mlp_gan_experiment_picks_both_mlp_networks(tmp_path):
     assert model.discriminator._target_ == "genkit.models.nets.mlp.Discriminator"
 
 
+@pytest.mark.slow
 def test_mlp_gan_trains_through_the_cli(tmp_path, tiny_data_root):
     run = tmp_path / "run"
     out = run_cli(

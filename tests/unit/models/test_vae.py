@@ -40,6 +40,7 @@ def test_sample_modes_shapes_and_range(vae, mode, n):
         assert torch.equal(out[0::2], images[: n // 2])  # originals beside reconstructions
 
 
+@pytest.mark.slow
 def test_importance_sampled_nll_is_tighter_and_converges(vae):
     torch.manual_seed(1)
     x = binarize((torch.rand(32, 1, 1, 28) > 0.5).float().expand(32, 1, 28, 28) * 2 - 1)  # striped images

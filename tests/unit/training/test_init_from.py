@@ -24,6 +24,7 @@ def train_source(tmp_path, root, *overrides):
     return tmp_path / "source" / "outputs" / "run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_new_run_starts_from_the_source_weights(tmp_path, tiny_data_root, family):
     source = train_source(tmp_path, tiny_data_root, *FAMILIES[family])
@@ -46,6 +47,7 @@ def test_a_new_run_starts_from_the_source_weights(tmp_path, tiny_data_root, fami
     assert not torch.equal(trained.sample(4, generator=g()), fresh.sample(4, generator=g()))
 
 
+@pytest.mark.slow
 def test_first_training_loss_equals_the_source_models_loss_on_the_same_batch(tmp_path, tiny_data_root):
     source = train_source(tmp_path, tiny_data_root, *FAMILIES["diffusion"])
     trained, datamodule, _ = load_model(starting_checkpoint(source), data_root=str(tiny_data_root))
@@ -66,6 +68,7 @@ def test_first_training_loss_equals_the_source_models_loss_on_the_same_batch(tmp
     assert torch.equal(*losses)
 
 
+@pytest.mark.slow
 def test_a_shape_mismatch_names_the_parameter_or_is_skipped_when_not_strict(tmp_path, tiny_data_root, caplog):
     source = train_source(tmp_path, tiny_data_root, "model=gan")
     conditional = (
@@ -87,6 +90,7 @@ def test_a_shape_mismatch_names_the_parameter_or_is_skipped_when_not_strict(tmp_
     assert torch.equal(model.discriminator.net[0].weight, trained.discriminator.net[0].weight)
 
 
+@pytest.mark.slow
 def test_training_from_a_run_through_the_cli_records_where_it_started(tmp_path, tiny_data_root):
     source = train_source(tmp_path, tiny_data_root, *FAMILIES["vae"])
     run = tmp_path / "finetuned"
