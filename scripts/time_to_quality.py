@@ -112,6 +112,8 @@ def nanogpt_run(checkout: Path, work: Path, tag: str, steps: int | None, threads
         "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
         "--n_embd=128", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--dropout=0.0", f"--out_dir={work / tag}",
     ]  # fmt: skip
+    if steps:  # a shortened run evaluates at its end too (nanoGPT evaluates every eval_interval steps)
+        cmd.append(f"--eval_interval={iters}")
     wall = timed(cmd, log, threads, cwd=checkout)
     return {"wall_s": round(wall, 1), "val/loss": nanogpt_val_loss(log.read_text())}
 

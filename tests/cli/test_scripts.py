@@ -117,3 +117,18 @@ def test_run_breakdown_gives_every_second_of_the_command_to_one_place(tmp_path):
     (ops,) = report["ops"]
     assert ops["steps"] == 3 and ops["self_cpu_s"]["matrix products"] > 0
     assert 0 < ops["model_gflops"] < max(ops["peak_gflops"].values()) * 1.5
+
+
+def test_nanogpts_val_loss_is_read_from_its_last_evaluation():
+    sys.path.insert(0, str(REPO / "scripts"))
+    from time_to_quality import nanogpt_val_loss
+
+    # in the format of nanoGPT's train.py output (its first three lines as printed here, 2026-12-07)
+    log = (
+        "step 0: train loss 4.1676, val loss 4.1649\n"
+        "iter 0: loss 4.1828, time 436.23ms, mfu -100.00%\n"
+        "iter 1: loss 4.1373, time 31.81ms, mfu -100.00%\n"
+        "step 20: train loss 3.3110, val loss 3.3371\n"
+        "iter 20: loss 3.2948, time 35.02ms, mfu 0.01%\n"
+    )
+    assert nanogpt_val_loss(log) == 3.3371
