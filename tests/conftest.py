@@ -31,7 +31,9 @@ def mnist_classifier_cache(tmp_path_factory) -> Path:
     """An XDG_CACHE_HOME that every pytest-xdist worker of this session shares: the MNIST domain
     classifier that evals on the real data train is trained once (genkit's lock makes a second
     eval wait for the first one's file) and read by the others."""
-    shared = tmp_path_factory.getbasetemp().parent / "shared-xdg-cache"
+    base = tmp_path_factory.getbasetemp()
+    # under xdist each worker's base is <session>/popen-gwN: the session's folder is its parent
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-xdg-cache"
     shared.mkdir(exist_ok=True)
     return shared
 
