@@ -31,6 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lightning.pytorch.profilers import Profiler
+from time_to_quality import build_recipe, threads_env  # scripts/ is on the path of both processes
 
 ROOT = Path(__file__).resolve().parents[1]
 # the categories, innermost first: a moment inside several actions counts for the first listed
@@ -104,8 +105,7 @@ def categorise(intervals: list, t0: float, t_end: float) -> dict[str, float]:
             if inner is not None:
                 seconds[CATEGORIES[inner][0]] += when - now
             elif now < first_step:
-                seconds["start-up"] += min(when, first_step) - now
-                seconds["loop and logging"] += max(0.0, when - first_step)
+                seconds["start-up"] += when - now
             elif now >= last_action:
                 seconds["exit"] += when - now
             else:
@@ -117,7 +117,7 @@ def categorise(intervals: list, t0: float, t_end: float) -> dict[str, float]:
 
 def run_recipe(recipe: str, threads: int, work: Path, overrides: list[str]) -> dict:
     run_dir, record = work / f"run_{threads}t", work / f"intervals_{threads}t.json"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": f"{ROOT / 'scripts'}{os.pathsep}{ROOT}"}
+    env = {**threads_env(threads), "PYTHONPATH": f"{ROOT / 'scripts'}{os.pathsep}{ROOT}"}
     cmd = [
         sys.executable, "-m", "genkit.cli", "train", f"experiment={recipe}", f"hydra.run.dir={run_dir}",
         "+trainer.profiler._target_=run_breakdown.IntervalProfiler", f"+trainer.profiler.out={record}", *overrides,
@@ -148,13 +148,9 @@ def profile_ops(recipe: str, threads: int, steps: int, overrides: list[str]) -> 
     from torch.profiler import ProfilerActivity, profile
 
     from genkit.runtime import time_matmuls
-    from genkit.training.build import build
-    from genkit.training.config import compose_config
 
     torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config("train", [f"experiment={recipe}", *overrides], Path(tmp))
-        parts = build(cfg, with_trainer=False)
+    cfg, parts = build_recipe(recipe, overrides)
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     loop = parts.model.reference_loop(parts.datamodule.reference_data(), cfg.data.batch_size, torch.device("cpu"), bf16)
     if loop is None:

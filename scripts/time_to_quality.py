@@ -43,10 +43,15 @@ PTB_REFERENCE = {"command": "pytorch/examples word_language_model (2x200 LSTM)",
 PTB_REFERENCE_EPOCHS = 6  # the example's epochs in that figure
 
 
+def threads_env(threads: int | None) -> dict | None:
+    """The environment of a child process that computes on `threads` threads (None: torch's default)."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+
+
 def timed(cmd: list[str], log: Path, threads: int | None = None, cwd: Path = ROOT) -> float:
     """Run cmd to completion (output to log) on `threads` threads (OMP_NUM_THREADS; None: torch's
     default); its wall time in seconds. Fails loudly."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    env = threads_env(threads)
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -132,21 +137,27 @@ def cpu_peak_gflops(threads: int | None) -> dict:
     """This CPU's fp32 and bf16 matmul GFLOP/s on `threads` threads (genkit's probe), in a fresh
     process so that the thread count takes."""
     code = "import json; from genkit.runtime import time_matmuls; print(json.dumps(time_matmuls()))"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    env = threads_env(threads)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     fp32, bf16 = json.loads(out.stdout.strip().splitlines()[-1])
     return {"fp32": round(fp32, 1), "bf16": round(bf16, 1)}
 
 
-def train_flops(recipe: str, steps: int, extra: list[str]) -> float:
-    """The training FLOPs of `steps` steps of the recipe's network (GenerativeModel.flops_per_step)."""
+def build_recipe(recipe: str, extra: list[str]):
+    """(config, parts) of `genkit train experiment=<recipe>` with the extra overrides, built as the
+    CLI builds them but without a trainer (the model and its data module)."""
     from genkit.training.build import build
     from genkit.training.config import compose_config
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config("train", [f"experiment={recipe}", *extra], Path(tmp))
-        model = build(cfg, with_trainer=False).model
-    return model.flops_per_step(cfg.data.batch_size) * steps
+        return cfg, build(cfg, with_trainer=False)
+
+
+def train_flops(recipe: str, steps: int, extra: list[str]) -> float:
+    """The training FLOPs of `steps` steps of the recipe's network (GenerativeModel.flops_per_step)."""
+    cfg, parts = build_recipe(recipe, extra)
+    return parts.model.flops_per_step(cfg.data.batch_size) * steps
 
 
 def spread(values: list[float]) -> dict:
